@@ -1,0 +1,58 @@
+"""The `nodeswap` command line. Commands are thin; errors are reported in one place.
+
+Exit codes: 0 success or nothing to do; 1 failure; 2 bad usage or configuration; 3 refused by preflight.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+from typer.core import TyperGroup
+
+from nodeswap import __version__
+from nodeswap.cli.sandbox import sandbox_app
+from nodeswap.errors import NodeswapError
+
+
+class _Group(TyperGroup):
+    """Reports nodeswap's errors as a message and a remedy on stderr, never a traceback."""
+
+    def invoke(self, ctx: Any) -> Any:  # typer's vendored click.Context
+        try:
+            return super().invoke(ctx)
+        except NodeswapError as exc:
+            typer.echo(f"error: {exc.message}", err=True)
+            if exc.remedy:
+                typer.echo(f"  fix: {exc.remedy}", err=True)
+            raise typer.Exit(exc.exit_code) from exc
+
+
+app = typer.Typer(
+    cls=_Group,
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,  # credentials live in locals
+    help="Replace the Kubernetes worker nodes behind an AWS Auto Scaling group without downtime.",
+)
+app.add_typer(sandbox_app, name="sandbox")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"nodeswap {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+) -> None:
+    """Replace the Kubernetes worker nodes behind an AWS Auto Scaling group without downtime."""
+
+
+def main() -> None:
+    app()

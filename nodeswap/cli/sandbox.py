@@ -1,0 +1,69 @@
+"""`nodeswap sandbox`: a local AWS to try or rehearse a rollout without a cloud."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from nodeswap.sandbox import process
+from nodeswap.sandbox.scenario import load_scenario
+
+sandbox_app = typer.Typer(no_args_is_help=True, help="Run a local AWS (and later Kubernetes) sandbox.")
+
+DirOption = Annotated[
+    Path,
+    typer.Option("--dir", envvar="NODESWAP_SANDBOX_DIR", help="Directory for env.sh, state and log."),
+]
+DEFAULT_DIR = Path(".nodeswap-sandbox")
+
+
+@sandbox_app.command()
+def up(
+    scenario: Annotated[
+        Path | None,
+        typer.Option(
+            "--scenario", help="Scenario YAML (default: the built-in one, as in configs/sandbox.yaml)."
+        ),
+    ] = None,
+    directory: DirOption = DEFAULT_DIR,
+    detach: Annotated[
+        bool, typer.Option("--detach", help="Run in the background; stop with `down`.")
+    ] = False,
+) -> None:
+    """Start the sandbox and write DIR/env.sh. Runs until Ctrl-C unless --detach."""
+    load_scenario(scenario)  # a malformed scenario is reported before anything starts
+    if detach:
+        _print_ready(process.start_detached(scenario, directory), directory, detached=True)
+        return
+    process.serve(scenario, directory, lambda state: _print_ready(state, directory, detached=False))
+    typer.echo("sandbox stopped")
+
+
+@sandbox_app.command()
+def down(directory: DirOption = DEFAULT_DIR) -> None:
+    """Stop the detached sandbox running from DIR."""
+    if process.stop_detached(directory):
+        typer.echo(f"sandbox in {directory} stopped")
+    else:
+        typer.echo(f"no sandbox was running from {directory}")
+
+
+@sandbox_app.command()
+def report(directory: DirOption = DEFAULT_DIR) -> None:
+    """Print every request the sandbox served, as JSON."""
+    typer.echo(json.dumps(process.fetch(directory, "report"), indent=2))
+
+
+def _print_ready(state: dict[str, Any], directory: Path, detached: bool) -> None:
+    world = state.get("world") or {}
+    groups = ", ".join(group["name"] for group in world.get("groups", []))
+    typer.echo(f"sandbox is up: AWS at {state['aws_endpoint']} (region {state['region']}), groups: {groups}")
+    typer.echo(f"  source {directory / process.ENV_FILE}    # point boto3, the AWS CLI and nodeswap at it")
+    typer.echo(f"  nodeswap sandbox report --dir {directory}")
+    if detached:
+        typer.echo(f"  nodeswap sandbox down --dir {directory}")
+    else:
+        typer.echo("  Ctrl-C stops it")

@@ -1,0 +1,663 @@
+"""Auto Scaling and EC2 behaviour that moto lacks, installed on moto's models.
+
+moto stores Auto Scaling groups and lifecycle hooks but gives them little behaviour: instances go
+straight to InService in the first subnet, hooks have no effect, suspended processes are ignored and
+every instance reports the template's current default version. nodeswap depends on each of these,
+so the sandbox replaces them with the rules below. Each rule cites the AWS documentation it follows:
+
+[HOOKS]     https://docs.aws.amazon.com/autoscaling/ec2/userguide/lifecycle-hooks.html
+[ADDHOOK]   https://docs.aws.amazon.com/autoscaling/ec2/userguide/adding-lifecycle-hooks.html
+[COMPLETE]  https://docs.aws.amazon.com/autoscaling/ec2/APIReference/API_CompleteLifecycleAction.html
+[HEARTBEAT] https://docs.aws.amazon.com/autoscaling/ec2/APIReference/API_RecordLifecycleActionHeartbeat.html
+[DELHOOK]   https://docs.aws.amazon.com/autoscaling/ec2/APIReference/API_DeleteLifecycleHook.html
+[BALANCE]   https://docs.aws.amazon.com/autoscaling/ec2/userguide/auto-scaling-benefits.html
+[TERMPOL]   https://docs.aws.amazon.com/autoscaling/ec2/userguide/as-instance-termination.html
+[SUSPEND]   https://docs.aws.amazon.com/autoscaling/ec2/userguide/understand-how-suspending-processes-affects-other-processes.html
+[HEALTH]    https://docs.aws.amazon.com/autoscaling/ec2/userguide/ec2-auto-scaling-health-checks.html
+[TERMAPI]   https://docs.aws.amazon.com/autoscaling/ec2/APIReference/API_TerminateInstanceInAutoScalingGroup.html
+
+The rules run under the sandbox's lock: every API request and every timer holds it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from moto.autoscaling import models as asg_models
+from moto.autoscaling import responses as asg_responses
+from moto.autoscaling.exceptions import ValidationError
+from moto.autoscaling.models import (
+    AutoScalingBackend,
+    FakeAutoScalingGroup,
+    InstanceState,
+    LifecycleHook,
+    TerminateInstanceActivity,
+)
+from moto.core.responses import ActionResult, EmptyResult
+from moto.ec2.models.instances import Instance
+
+from nodeswap.sandbox.clock import Scheduler, Timer
+from nodeswap.sandbox.scenario import Timing
+
+LAUNCHING = "autoscaling:EC2_INSTANCE_LAUNCHING"
+TERMINATING = "autoscaling:EC2_INSTANCE_TERMINATING"
+# Instances that count toward desired capacity: launching or in service, not leaving. [BALANCE]
+CAPACITY_STATES = frozenset({"Pending", "Pending:Wait", "Pending:Proceed", "InService"})
+HEARTBEAT_RANGE = (30, 7200)  # [ADDHOOK] "The range is from 30 to 7200 seconds."
+GLOBAL_TIMEOUT_CAP = 48 * 3600  # [HOOKS] "48 hours or 100 times the heartbeat timeout, whichever is smaller"
+
+_EC2_PENDING = ("pending", 0)
+_EC2_RUNNING = ("running", 16)
+_EC2_SHUTTING_DOWN = ("shutting-down", 32)
+
+
+@dataclass
+class LifecycleAction:
+    hook: LifecycleHook
+    token: str
+    started: float
+    timer: Timer
+
+    @property
+    def global_deadline(self) -> float:
+        return self.started + min(GLOBAL_TIMEOUT_CAP, 100 * self.hook.heartbeat_timeout)
+
+
+@dataclass
+class Tracked:
+    """What the sandbox knows about a group's instance beyond moto's InstanceState."""
+
+    launched_from: dict[str, str] | None
+    booted: bool = False
+    actions: dict[str, LifecycleAction] = field(default_factory=dict)
+    # AZRebalance: this instance is being replaced and no longer counts toward capacity.
+    rebalance_victim: bool = False
+    # AZRebalance: the instance this one was launched to replace, terminated once this is InService.
+    replaces: InstanceState | None = None
+
+
+def _zone(state: InstanceState) -> str:
+    # moto keeps the zone as a placement object whose str() is the zone name.
+    return str(state.availability_zone)
+
+
+def _set_ec2_state(instance: Instance, state: tuple[str, int]) -> None:
+    instance._state.name, instance._state.code = state
+
+
+class AutoScalingRules:
+    """The behaviour of one sandbox's Auto Scaling groups. ``install()`` makes it moto's."""
+
+    def __init__(self, scheduler: Scheduler, timing: Timing) -> None:
+        self.scheduler = scheduler
+        self.timing = timing
+        self.tracked: dict[str, Tracked] = {}
+
+    def install(self) -> None:
+        global _active  # noqa: PLW0603 - moto's models are module-level; one sandbox per process
+        _install_patches()
+        _active = self
+
+    # ----- capacity -------------------------------------------------------------------------
+
+    def capacity(self, group: FakeAutoScalingGroup) -> list[InstanceState]:
+        return [
+            state
+            for state in group.instance_states
+            if state.lifecycle_state in CAPACITY_STATES and not self._track(state).rebalance_victim
+        ]
+
+    def reconcile(self, group: FakeAutoScalingGroup) -> None:
+        """Launch or terminate until the group holds its desired capacity, as far as the group's
+        suspended processes allow: with Launch suspended it cannot scale out, with Terminate
+        suspended it cannot scale in. [SUSPEND]"""
+        delta = (group.desired_capacity or 0) - len(self.capacity(group))
+        if delta > 0 and not _suspended(group, "Launch"):
+            for _ in range(delta):
+                self.launch(group)
+        elif delta < 0 and not _suspended(group, "Terminate"):
+            for _ in range(-delta):
+                victims = self.termination_order(group, self.capacity(group))
+                if victims:
+                    self.begin_termination(victims[0])
+        self.rebalance(group)
+        self._sync_target_groups(group)
+
+    def launch(self, group: FakeAutoScalingGroup, zone: str | None = None) -> InstanceState:
+        """Launch one instance in the zone with the fewest instances [BALANCE], from the group's
+        launch template version resolved now, so the instance keeps reporting that version."""
+        zone = zone or min(group.availability_zones, key=self._zone_counts(group).__getitem__)
+        template = group.ec2_launch_template
+        launched_from: dict[str, str] | None = None
+        launch_template_arg = None
+        image_id, instance_type = group.image_id, group.instance_type
+        if template is not None:
+            version = template.get_version(group.launch_template_version)
+            launched_from = {
+                "LaunchTemplateId": template.id,
+                "LaunchTemplateName": template.name,
+                "Version": str(version.number),
+            }
+            launch_template_arg = {"LaunchTemplateId": template.id, "Version": str(version.number)}
+            image_id, instance_type = version.image_id, version.instance_type or instance_type
+        tags = group.get_propagated_tags()
+        tags[asg_models.ASG_NAME_TAG] = group.name
+        tags.update(group.instance_tags)
+        reservation = group.ec2_backend.run_instances(
+            image_id,
+            1,
+            group.user_data,
+            group.security_groups,
+            instance_type=instance_type,
+            tags={"instance": tags},
+            placement=zone,
+            launch_config=group.launch_config,
+            launch_template=launch_template_arg,
+            is_instance_type_default=False,
+            subnet_id=self._subnet_in(group, zone),
+        )
+        instance = reservation.instances[0]
+        instance.autoscaling_group = group
+        _set_ec2_state(instance, _EC2_PENDING)
+        state = InstanceState(
+            instance,
+            lifecycle_state="Pending",
+            protected_from_scale_in=group.new_instances_protected_from_scale_in,
+        )
+        group.instance_states.append(state)
+        self.tracked[instance.id] = Tracked(launched_from=launched_from)
+        # [HOOKS] a launching instance waits in Pending:Wait while it boots and the hook's actions run.
+        self._start_actions(group, state, LAUNCHING, "Pending:Wait")
+        self.scheduler.call_later(self.timing.boot_seconds, lambda: self._booted(state))
+        return state
+
+    def termination_order(
+        self, group: FakeAutoScalingGroup, candidates: Iterable[InstanceState]
+    ) -> list[InstanceState]:
+        """The default termination policy [TERMPOL]: the zone with the most instances first, then
+        instances from an older launch template or version, then the oldest (AWS picks at random
+        among the rest; the sandbox stays deterministic). Protected instances are never chosen."""
+        unprotected = [state for state in candidates if not state.protected_from_scale_in]
+        counts = self._zone_counts(group)
+        current = self._current_template(group)
+        return sorted(
+            unprotected,
+            key=lambda s: (
+                -counts[_zone(s)],
+                self._track(s).launched_from == current,
+                s.instance.launch_time,
+            ),
+        )
+
+    def rebalance(self, group: FakeAutoScalingGroup) -> None:
+        """AZRebalance [BALANCE]: when zones differ by more than one instance, launch in the
+        smallest zone first and terminate in the largest once the new instance is InService (one
+        at a time, which stays within the documented 10%-or-one-instance margin above MaxSize).
+        Suspending AZRebalance, Launch or Terminate stops it. [SUSPEND]"""
+        if any(_suspended(group, p) for p in ("AZRebalance", "Launch", "Terminate")):
+            return
+        states = [self._track(s) for s in group.instance_states]
+        if any(t.rebalance_victim for t in states):
+            return
+        capacity = self.capacity(group)
+        if any(s.lifecycle_state != "InService" for s in capacity):
+            return  # let launches settle before judging the balance
+        counts = self._zone_counts(group)
+        smallest = min(group.availability_zones, key=counts.__getitem__)
+        largest = max(group.availability_zones, key=counts.__getitem__)
+        if counts[largest] - counts[smallest] <= 1:
+            return
+        in_largest = [s for s in capacity if _zone(s) == largest]
+        victims = self.termination_order(group, in_largest)
+        if not victims:
+            return
+        self._track(victims[0]).rebalance_victim = True
+        replacement = self.launch(group, zone=smallest)
+        self._track(replacement).replaces = victims[0]
+
+    # ----- termination ----------------------------------------------------------------------
+
+    def terminate_in_group(
+        self, backend: AutoScalingBackend, instance_id: str, should_decrement: bool
+    ) -> TerminateInstanceActivity:
+        """TerminateInstanceInAutoScalingGroup [TERMAPI]. Works whatever processes are suspended
+        [SUSPEND]; with decrement it cannot take desired below MinSize; without it the group
+        launches a replacement."""
+        state = self._find(backend, instance_id)
+        group: FakeAutoScalingGroup = state.auto_scaling_group
+        min_size, _, original = _bounds(group)
+        if state.lifecycle_state in CAPACITY_STATES:
+            if should_decrement:
+                if original <= min_size:
+                    raise ValidationError(
+                        f"Currently, desiredSize equals minSize ({min_size}). Terminating instance "
+                        "without replacement will violate group's min size constraint. Either set "
+                        "shouldDecrementDesiredCapacity flag to false or lower group's min size."
+                    )
+                group.desired_capacity = original - 1
+            self.begin_termination(state)
+            self.reconcile(group)
+        return TerminateInstanceActivity(state.instance, original)
+
+    def begin_termination(self, state: InstanceState) -> None:
+        """[HOOKS] an instance terminated by Auto Scaling waits in Terminating:Wait while the
+        group's termination hooks are pending; without hooks it shuts down at once."""
+        group = state.auto_scaling_group
+        if not self._start_actions(group, state, TERMINATING, "Terminating:Wait"):
+            state.lifecycle_state = "Terminating"
+            self._shut_down(state)
+
+    def notify_ec2_terminated(self, backend: AutoScalingBackend, instance_ids: list[str]) -> None:
+        """Instances terminated through EC2 TerminateInstances bypass lifecycle hooks; the group
+        finds them no longer running, marks them unhealthy and replaces them. [HEALTH]"""
+        for group in backend.autoscaling_groups.values():
+            gone = [s for s in group.instance_states if s.instance.id in instance_ids]
+            for state in gone:
+                self._forget(state)
+            if gone:
+                self.reconcile(group)
+
+    def set_health(self, backend: AutoScalingBackend, instance_id: str, health_status: str) -> None:
+        """ReplaceUnhealthy [SUSPEND]: an Unhealthy instance is terminated (through termination
+        hooks) and replaced; with Launch suspended it is terminated but not replaced; with
+        Terminate or ReplaceUnhealthy suspended it stays."""
+        state = self._find(backend, instance_id)
+        state.health_status = health_status
+        group = state.auto_scaling_group
+        if (
+            health_status == "Unhealthy"
+            and state.lifecycle_state == "InService"
+            and not any(_suspended(group, p) for p in ("ReplaceUnhealthy", "Terminate"))
+        ):
+            self.begin_termination(state)
+            self.reconcile(group)
+
+    def _shut_down(self, state: InstanceState) -> None:
+        _set_ec2_state(state.instance, _EC2_SHUTTING_DOWN)
+
+        def terminated() -> None:
+            group = state.auto_scaling_group
+            group.ec2_backend.terminate_instances([state.instance.id])
+            self._forget(state)
+            self.reconcile(group)
+
+        self.scheduler.call_later(self.timing.shutdown_seconds, terminated)
+
+    def _forget(self, state: InstanceState) -> None:
+        group = state.auto_scaling_group
+        if state in group.instance_states:
+            group.instance_states.remove(state)
+        tracked = self.tracked.pop(state.instance.id, None)
+        for action in tracked.actions.values() if tracked else ():
+            action.timer.cancel()
+
+    # ----- launch progress ------------------------------------------------------------------
+
+    def _booted(self, state: InstanceState) -> None:
+        if state.instance.id not in self.tracked or state.lifecycle_state not in CAPACITY_STATES:
+            return
+        _set_ec2_state(state.instance, _EC2_RUNNING)
+        self._track(state).booted = True
+        self._maybe_in_service(state)
+
+    def _maybe_in_service(self, state: InstanceState) -> None:
+        tracked = self._track(state)
+        if not tracked.booted or tracked.actions or state.lifecycle_state not in CAPACITY_STATES:
+            return
+        state.lifecycle_state = "InService"
+        group = state.auto_scaling_group
+        if tracked.replaces is not None:
+            victim, tracked.replaces = tracked.replaces, None
+            if victim.instance.id in self.tracked:
+                self.begin_termination(victim)
+        self.rebalance(group)
+        self._sync_target_groups(group)
+
+    # ----- lifecycle actions ----------------------------------------------------------------
+
+    def _start_actions(
+        self, group: FakeAutoScalingGroup, state: InstanceState, transition: str, wait_state: str
+    ) -> bool:
+        hooks = [
+            hook
+            for hook in group.autoscaling_backend.lifecycle_hooks.values()
+            if hook.auto_scaling_group_name == group.name and hook.lifecycle_transition == transition
+        ]
+        if not hooks:
+            return False
+        tracked = self._track(state)
+        now = self.scheduler.clock.now()
+        for hook in hooks:
+            timer = self._timeout_timer(state, hook, hook.heartbeat_timeout)
+            tracked.actions[hook.name] = LifecycleAction(hook, str(uuid.uuid4()), now, timer)
+        state.lifecycle_state = wait_state
+        return True
+
+    def _timeout_timer(self, state: InstanceState, hook: LifecycleHook, delay: float) -> Timer:
+        # [ADDHOOK] when the heartbeat timeout elapses, the hook's DefaultResult applies.
+        return self.scheduler.call_later(delay, lambda: self._finish(state, hook.name, hook.default_result))
+
+    def complete(
+        self,
+        group: FakeAutoScalingGroup,
+        hook_name: str,
+        result: str,
+        token: str | None,
+        instance_id: str | None,
+    ) -> None:
+        """CompleteLifecycleAction [COMPLETE]."""
+        if result not in ("CONTINUE", "ABANDON"):
+            raise ValidationError(
+                f"Value '{result}' at 'lifecycleActionResult' failed to satisfy constraint: "
+                "Member must satisfy enum value set: [CONTINUE, ABANDON]"
+            )
+        state, _ = self._pending_action(group, hook_name, token, instance_id)
+        self._finish(state, hook_name, result)
+
+    def heartbeat(
+        self, group: FakeAutoScalingGroup, hook_name: str, token: str | None, instance_id: str | None
+    ) -> None:
+        """RecordLifecycleActionHeartbeat [HEARTBEAT]: restarts the heartbeat timeout, but never
+        past the global timeout. [HOOKS]"""
+        state, action = self._pending_action(group, hook_name, token, instance_id)
+        action.timer.cancel()
+        now = self.scheduler.clock.now()
+        delay = min(action.hook.heartbeat_timeout, action.global_deadline - now)
+        action.timer = self._timeout_timer(state, action.hook, delay)
+
+    def hook_deleted(self, group: FakeAutoScalingGroup, hook_name: str) -> None:
+        """[DELHOOK] outstanding actions of a deleted hook are completed: ABANDON for launching
+        instances, CONTINUE for terminating ones."""
+        for state in list(group.instance_states):
+            action = self._track(state).actions.get(hook_name)
+            if action is not None:
+                result = "ABANDON" if action.hook.lifecycle_transition == LAUNCHING else "CONTINUE"
+                self._finish(state, hook_name, result)
+
+    def _finish(self, state: InstanceState, hook_name: str, result: str) -> None:
+        """[ADDHOOK] for a terminating instance both results let it terminate, but ABANDON stops
+        the remaining hooks; for a launching instance ABANDON terminates it."""
+        tracked = self.tracked.get(state.instance.id)
+        if tracked is None or hook_name not in tracked.actions:
+            return
+        action = tracked.actions.pop(hook_name)
+        action.timer.cancel()
+        if result == "ABANDON":
+            for other in tracked.actions.values():
+                other.timer.cancel()
+            tracked.actions.clear()
+        if tracked.actions:
+            return
+        group = state.auto_scaling_group
+        if action.hook.lifecycle_transition == TERMINATING:
+            state.lifecycle_state = "Terminating:Proceed"
+            self._shut_down(state)
+        elif result == "ABANDON":
+            state.lifecycle_state = "Terminating"
+            self._shut_down(state)
+            self.reconcile(group)
+        else:
+            state.lifecycle_state = "Pending:Proceed"
+            self._maybe_in_service(state)
+
+    def _pending_action(
+        self, group: FakeAutoScalingGroup, hook_name: str, token: str | None, instance_id: str | None
+    ) -> tuple[InstanceState, LifecycleAction]:
+        for state in group.instance_states:
+            action = self._track(state).actions.get(hook_name)
+            if action is None:
+                continue
+            if (token and action.token == token) or (not token and state.instance.id == instance_id):
+                return state, action
+        what = f"token {token}" if token else f"instance ID {instance_id}"
+        raise ValidationError(f"No active Lifecycle Action found with {what}")
+
+    # ----- helpers --------------------------------------------------------------------------
+
+    def _track(self, state: InstanceState) -> Tracked:
+        # Instances moto created before the rules were installed (or attached) report the
+        # template moto would: there is no record of what they launched from.
+        return self.tracked.setdefault(state.instance.id, Tracked(launched_from=None, booted=True))
+
+    @staticmethod
+    def _find(backend: AutoScalingBackend, instance_id: str) -> InstanceState:
+        for group in backend.autoscaling_groups.values():
+            for state in group.instance_states:
+                if state.instance.id == instance_id:
+                    return state
+        raise ValidationError(
+            f"Instance Id not found - No managed instance found for instance ID: {instance_id}"
+        )
+
+    def _zone_counts(self, group: FakeAutoScalingGroup) -> dict[str, int]:
+        counts = dict.fromkeys(group.availability_zones, 0)
+        for state in self.capacity(group):
+            counts[_zone(state)] = counts.get(_zone(state), 0) + 1
+        return counts
+
+    @staticmethod
+    def _current_template(group: FakeAutoScalingGroup) -> dict[str, str] | None:
+        template = group.ec2_launch_template
+        if template is None:
+            return None
+        return {
+            "LaunchTemplateId": template.id,
+            "LaunchTemplateName": template.name,
+            "Version": str(template.get_version(group.launch_template_version).number),
+        }
+
+    @staticmethod
+    def _subnet_in(group: FakeAutoScalingGroup, zone: str) -> str | None:
+        # [BALANCE] "If there are multiple subnets in the chosen zone, selects a subnet at random":
+        # the sandbox takes the first, to stay deterministic.
+        if not group.vpc_zone_identifier:
+            return None
+        ids = group.vpc_zone_identifier.split(",")
+        for subnet in group.ec2_backend.describe_subnets(subnet_ids=ids):
+            if subnet.availability_zone == zone:
+                return str(subnet.id)
+        return None
+
+    @staticmethod
+    def _sync_target_groups(group: FakeAutoScalingGroup) -> None:
+        backend = group.autoscaling_backend
+        if group.name in backend.autoscaling_groups:
+            backend.update_attached_elbs(group.name)
+            backend.update_attached_target_groups(group.name)
+
+
+def _bounds(group: FakeAutoScalingGroup) -> tuple[int, int, int]:
+    """(min, max, desired): moto types them optional, but every created group has all three."""
+    return group.min_size or 0, group.max_size or 0, group.desired_capacity or 0
+
+
+def _suspended(group: FakeAutoScalingGroup, process: str) -> bool:
+    return any(p["ProcessName"] == process for p in group.suspended_processes)
+
+
+_active: AutoScalingRules | None = None
+
+
+def _rules() -> AutoScalingRules:
+    if _active is None:
+        raise RuntimeError("the sandbox's Auto Scaling rules are not installed")
+    return _active
+
+
+def _group(backend: AutoScalingBackend, name: str) -> FakeAutoScalingGroup:
+    group: FakeAutoScalingGroup | None = backend.autoscaling_groups.get(name)
+    if group is None:
+        raise ValidationError(f"AutoScalingGroup name not found - AutoScalingGroup {name} not found")
+    return group
+
+
+# ----- validation AWS performs and moto skips ------------------------------------------------
+
+
+def _check_bounds(min_size: int, max_size: int, desired: int | None) -> None:
+    if min_size > max_size:
+        raise ValidationError(
+            f"Max bound, {max_size}, must be greater than or equal to min bound, {min_size}"
+        )
+    if desired is not None and not min_size <= desired <= max_size:
+        raise ValidationError(
+            f"Desired capacity:{desired} must be between the specified min size:{min_size} "
+            f"and max size:{max_size}"
+        )
+
+
+def _check_hook(timeout: int | None, transition: str | None, result: str | None) -> None:
+    low, high = HEARTBEAT_RANGE
+    if timeout is not None and not low <= timeout <= high:
+        raise ValidationError(f"Heartbeat timeout must be between {low} and {high} seconds, got {timeout}")
+    if transition not in (LAUNCHING, TERMINATING):
+        raise ValidationError(f"Invalid Lifecycle Transition: {transition}")
+    if result not in (None, "CONTINUE", "ABANDON"):
+        raise ValidationError(f"Invalid DefaultResult: {result}")
+
+
+# ----- the patches ----------------------------------------------------------------------------
+
+# moto's own implementations, kept for the patches that add a rule and then defer to moto.
+_ORIGINALS: dict[str, Callable[..., Any]] = {
+    name: getattr(AutoScalingBackend, name)
+    for name in (
+        "create_auto_scaling_group",
+        "update_auto_scaling_group",
+        "create_lifecycle_hook",
+        "delete_lifecycle_hook",
+        "resume_processes",
+    )
+}
+_MOTO_LAUNCH_TEMPLATE: Callable[[InstanceState], dict[str, Any] | None] = InstanceState.launch_template.fget  # type: ignore[attr-defined]
+
+
+def _create_auto_scaling_group(self: AutoScalingBackend, **kwargs: Any) -> FakeAutoScalingGroup:
+    min_size = asg_models.make_int(kwargs["min_size"]) or 0
+    max_size = asg_models.make_int(kwargs["max_size"]) or 0
+    _check_bounds(min_size, max_size, asg_models.make_int(kwargs["desired_capacity"]))
+    return _ORIGINALS["create_auto_scaling_group"](self, **kwargs)  # type: ignore[no-any-return]
+
+
+def _update_auto_scaling_group(self: AutoScalingBackend, **kwargs: Any) -> FakeAutoScalingGroup:
+    group = _group(self, kwargs["name"])
+    current_min, current_max, current_desired = _bounds(group)
+    min_size = current_min if kwargs["min_size"] is None else kwargs["min_size"]
+    max_size = current_max if kwargs["max_size"] is None else kwargs["max_size"]
+    _check_bounds(min_size, max_size, kwargs["desired_capacity"])
+    if kwargs["desired_capacity"] is None:
+        # AWS moves desired into new bounds; moto compares against its instance count instead.
+        kwargs["desired_capacity"] = min(max(current_desired, min_size), max_size)
+    policy = group.mixed_instances_policy
+    updated: FakeAutoScalingGroup = _ORIGINALS["update_auto_scaling_group"](self, **kwargs)
+    if kwargs.get("mixed_instances_policy") is None:
+        # moto clears the policy on any update that does not repeat it; AWS keeps it.
+        updated.mixed_instances_policy = policy
+    return updated
+
+
+def _set_desired_capacity(self: AutoScalingBackend, group_name: str, desired_capacity: int | None) -> None:
+    group = _group(self, group_name)
+    min_size, max_size, _ = _bounds(group)
+    if desired_capacity is not None and desired_capacity > max_size:
+        raise ValidationError(
+            f"New SetDesiredCapacity value {desired_capacity} is above max value {max_size} "
+            "for the AutoScalingGroup."
+        )
+    if desired_capacity is not None and desired_capacity < min_size:
+        raise ValidationError(
+            f"New SetDesiredCapacity value {desired_capacity} is below min value {min_size} "
+            "for the AutoScalingGroup."
+        )
+    group.set_desired_capacity(desired_capacity)
+
+
+def _group_set_desired_capacity(self: FakeAutoScalingGroup, new_capacity: int | None) -> None:
+    self.desired_capacity = self.min_size if new_capacity is None else new_capacity
+    _rules().reconcile(self)
+
+
+def _replace_instances(
+    self: FakeAutoScalingGroup, count_needed: int, propagated_tags: dict[str, str]
+) -> None:
+    for _ in range(count_needed):
+        _rules().launch(self)
+
+
+def _create_lifecycle_hook(self: AutoScalingBackend, **kwargs: Any) -> LifecycleHook:
+    _group(self, kwargs["as_name"])
+    _check_hook(kwargs["timeout"], kwargs["transition"], kwargs["result"])
+    return _ORIGINALS["create_lifecycle_hook"](self, **kwargs)  # type: ignore[no-any-return]
+
+
+def _delete_lifecycle_hook(self: AutoScalingBackend, as_name: str, name: str) -> None:
+    _rules().hook_deleted(_group(self, as_name), name)
+    _ORIGINALS["delete_lifecycle_hook"](self, as_name, name)
+
+
+def _resume_processes(self: AutoScalingBackend, group_name: str, scaling_processes: list[str]) -> None:
+    _ORIGINALS["resume_processes"](self, group_name, scaling_processes)
+    _rules().reconcile(_group(self, group_name))
+
+
+def _launch_template(self: InstanceState) -> dict[str, Any] | None:
+    tracked = _rules().tracked.get(self.instance.id)
+    if tracked is not None and tracked.launched_from is not None:
+        return tracked.launched_from
+    return _MOTO_LAUNCH_TEMPLATE(self)
+
+
+def _complete_lifecycle_action(self: asg_responses.AutoScalingResponse) -> ActionResult:
+    _rules().complete(
+        _group(self.autoscaling_backend, self._get_param("AutoScalingGroupName")),
+        self._get_param("LifecycleHookName"),
+        self._get_param("LifecycleActionResult"),
+        self._get_param("LifecycleActionToken"),
+        self._get_param("InstanceId"),
+    )
+    return EmptyResult()
+
+
+def _record_lifecycle_action_heartbeat(self: asg_responses.AutoScalingResponse) -> ActionResult:
+    _rules().heartbeat(
+        _group(self.autoscaling_backend, self._get_param("AutoScalingGroupName")),
+        self._get_param("LifecycleHookName"),
+        self._get_param("LifecycleActionToken"),
+        self._get_param("InstanceId"),
+    )
+    return EmptyResult()
+
+
+_PATCHES: dict[tuple[type, str], Any] = {
+    (AutoScalingBackend, "create_auto_scaling_group"): _create_auto_scaling_group,
+    (AutoScalingBackend, "update_auto_scaling_group"): _update_auto_scaling_group,
+    (AutoScalingBackend, "set_desired_capacity"): _set_desired_capacity,
+    (AutoScalingBackend, "create_lifecycle_hook"): _create_lifecycle_hook,
+    (AutoScalingBackend, "delete_lifecycle_hook"): _delete_lifecycle_hook,
+    (AutoScalingBackend, "resume_processes"): _resume_processes,
+    (AutoScalingBackend, "terminate_instance"): lambda self, instance_id, should_decrement: (
+        _rules().terminate_in_group(self, instance_id, should_decrement)
+    ),
+    (AutoScalingBackend, "notify_terminate_instances"): lambda self, ids: _rules().notify_ec2_terminated(
+        self, ids
+    ),
+    (AutoScalingBackend, "set_instance_health"): lambda self, instance_id, health_status: _rules().set_health(
+        self, instance_id, health_status
+    ),
+    (FakeAutoScalingGroup, "set_desired_capacity"): _group_set_desired_capacity,
+    (FakeAutoScalingGroup, "replace_autoscaling_group_instances"): _replace_instances,
+    (InstanceState, "launch_template"): property(_launch_template),
+    (asg_responses.AutoScalingResponse, "complete_lifecycle_action"): _complete_lifecycle_action,
+    (
+        asg_responses.AutoScalingResponse,
+        "record_lifecycle_action_heartbeat",
+    ): _record_lifecycle_action_heartbeat,
+}
+
+
+def _install_patches() -> None:
+    for (cls, name), replacement in _PATCHES.items():
+        setattr(cls, name, replacement)

@@ -1,0 +1,149 @@
+"""The sandbox scenario: the AWS world the sandbox seeds, its timings and injected faults.
+
+A scenario is a YAML file (``configs/sandbox.yaml`` spells out the built-in default). Every field has
+a default, so an empty file is a valid scenario; unknown fields are rejected so that a typo never
+silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from nodeswap.errors import ScenarioError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Timing(_Strict):
+    """How long the simulated machines take, in seconds (fractions allowed so tests run fast)."""
+
+    boot_seconds: float = Field(default=2.0, ge=0, description="EC2 pending -> running")
+    shutdown_seconds: float = Field(default=1.0, ge=0, description="EC2 shutting-down -> terminated")
+
+
+class LifecycleHookSpec(_Strict):
+    name: str = Field(min_length=1, max_length=255)
+    transition: Literal["launching", "terminating"]
+    # AWS accepts 30-7200 seconds and defaults to 3600 (PutLifecycleHook API reference).
+    heartbeat_timeout: int = Field(default=3600, ge=30, le=7200)
+    default_result: Literal["CONTINUE", "ABANDON"] = "ABANDON"
+
+
+class TargetGroupSpec(_Strict):
+    name: str = Field(min_length=1, max_length=32)
+    port: int = Field(default=80, ge=1, le=65535)
+
+
+class GroupSpec(_Strict):
+    name: str = Field(default="workers", min_length=1, max_length=255)
+    min_size: int = Field(default=3, ge=0)
+    max_size: int = Field(default=6, ge=0)
+    desired_capacity: int = Field(default=3, ge=0)
+    instance_type: str = "m5.large"
+    # The version the group asks for: "$Latest", "$Default" or a number.
+    launch_template_version: str = Field(default="$Latest", pattern=r"^(\$Latest|\$Default|[1-9][0-9]*)$")
+    lifecycle_hooks: list[LifecycleHookSpec] = Field(default_factory=list)
+    target_group: TargetGroupSpec | None = None
+    tags: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _capacity_in_bounds(self) -> GroupSpec:
+        if not self.min_size <= self.desired_capacity <= self.max_size:
+            raise ValueError(
+                f"need min_size <= desired_capacity <= max_size, got "
+                f"{self.min_size} <= {self.desired_capacity} <= {self.max_size}"
+            )
+        return self
+
+
+class Images(_Strict):
+    """Names of the two AMIs: the one launch template version 1 uses, and a newer bake."""
+
+    old: str = "nodeswap-workers-2026.10"
+    new: str = "nodeswap-workers-2026.11"
+
+
+FaultError = Literal["throttle", "internal", "unavailable"]
+
+
+class FaultSpec(_Strict):
+    """Make matching requests fail: ``throttle`` (Throttling / RequestLimitExceeded), ``internal`` (500)
+    or ``unavailable`` (503), for a fraction ``rate`` of them, at most ``limit`` times if set."""
+
+    api: Literal["aws"] = "aws"
+    operations: list[str] = Field(default_factory=lambda: ["*"], min_length=1)
+    error: FaultError = "throttle"
+    rate: float = Field(default=1.0, ge=0, le=1)
+    limit: int | None = Field(default=None, ge=1)
+
+
+class Scenario(_Strict):
+    region: str = "us-east-1"
+    availability_zones: list[str] = Field(
+        default_factory=lambda: ["us-east-1a", "us-east-1b", "us-east-1c"], min_length=1
+    )
+    vpc_cidr: str = "10.0.0.0/16"
+    images: Images = Field(default_factory=Images)
+    timing: Timing = Field(default_factory=Timing)
+    groups: list[GroupSpec] = Field(default_factory=lambda: [GroupSpec()], min_length=1)
+    faults: list[FaultSpec] = Field(default_factory=list)
+    seed: int = Field(default=0, description="seed for fault sampling, so failing runs can be repeated")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Scenario:
+        foreign = [az for az in self.availability_zones if not az.startswith(self.region)]
+        if foreign:
+            raise ValueError(f"availability zones {foreign} are not in region {self.region}")
+        if len(set(self.availability_zones)) != len(self.availability_zones):
+            raise ValueError("availability_zones lists a zone twice")
+        names = [group.name for group in self.groups]
+        if len(set(names)) != len(names):
+            raise ValueError(f"group names must be unique, got {names}")
+        return self
+
+
+def load_scenario(path: Path | None) -> Scenario:
+    """Read and validate a scenario file; None gives the built-in default."""
+    if path is None:
+        return Scenario()
+    try:
+        data: Any = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise ScenarioError(
+            f"cannot read scenario file {path}: {exc.strerror}", "check the path given to --scenario"
+        ) from exc
+    except yaml.YAMLError as exc:
+        raise ScenarioError(
+            f"{path}: not valid YAML: {exc}", "fix the YAML syntax at the position shown"
+        ) from exc
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ScenarioError(
+            f"{path}: expected a mapping of scenario fields at the top level, got {type(data).__name__}",
+            "see configs/sandbox.yaml for the expected layout",
+        )
+    try:
+        return Scenario.model_validate(data)
+    except ValidationError as exc:
+        raise ScenarioError(
+            f"{path}: invalid scenario:\n{_describe(exc)}", "see configs/sandbox.yaml for every field"
+        ) from exc
+
+
+def _describe(exc: ValidationError) -> str:
+    lines = []
+    for error in exc.errors():
+        field = ".".join(str(part) for part in error["loc"]) or "(top level)"
+        message = error["msg"].removeprefix("Value error, ")
+        # Echo scalar inputs only: a whole mapping says nothing the field name does not.
+        scalar = error["type"] != "missing" and not isinstance(error["input"], dict | list)
+        got = f" (got {error['input']!r})" if scalar else ""
+        lines.append(f"  field {field}: {message}{got}")
+    return "\n".join(lines)

@@ -1,0 +1,67 @@
+"""How tests reach a sandbox: over real HTTP, with plain boto3 clients and the admin endpoints."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+from nodeswap.sandbox.server import Sandbox
+
+# Long enough that nothing boots or shuts down unless a test moves the clock.
+FROZEN_TIMING = {"boot_seconds": 30.0, "shutdown_seconds": 10.0}
+
+
+@dataclass
+class SandboxClient:
+    """A running sandbox and the ways a test talks to it: boto3 and the admin endpoints."""
+
+    sandbox: Sandbox
+    user_agent: str = "nodeswap-tests"
+
+    def client(self, service: str, **config: Any) -> Any:
+        return boto3.client(
+            service,
+            endpoint_url=self.sandbox.aws_endpoint,
+            region_name=self.sandbox.scenario.region,
+            aws_access_key_id="test",
+            aws_secret_access_key="test",
+            config=Config(user_agent_extra=self.user_agent, **config),
+        )
+
+    @cached_property
+    def autoscaling(self) -> Any:
+        return self.client("autoscaling")
+
+    @cached_property
+    def ec2(self) -> Any:
+        return self.client("ec2")
+
+    def admin(self, method: str, path: str, body: Any = None) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(f"{self.sandbox.aws_endpoint}/_sandbox/{path}", data, method=method)
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.load(response)
+
+    def advance(self, seconds: float) -> None:
+        """Fast-forward the sandbox's clock; every timer due by then has fired when this returns."""
+        self.admin("POST", "clock", {"advance_seconds": seconds})
+
+    def group(self, name: str = "workers") -> dict[str, Any]:
+        groups = self.autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[name])
+        group: dict[str, Any] = groups["AutoScalingGroups"][0]
+        return group
+
+    def states(self, name: str = "workers") -> dict[str, str]:
+        """Instance id -> lifecycle state, for the group's instances."""
+        return {i["InstanceId"]: i["LifecycleState"] for i in self.group(name)["Instances"]}
+
+    def ec2_state(self, instance_id: str) -> str:
+        reservations = self.ec2.describe_instances(InstanceIds=[instance_id])["Reservations"]
+        state: str = reservations[0]["Instances"][0]["State"]["Name"]
+        return state
