@@ -95,6 +95,10 @@ class AutoScalingRules:
         self.scheduler = scheduler
         self.timing = timing
         self.tracked: dict[str, Tracked] = {}
+        # Who follows the machines (the simulated cluster): told when an instance is up and running,
+        # and when it starts shutting down.
+        self.on_running: list[Callable[[Instance], None]] = []
+        self.on_stopping: list[Callable[[str], None]] = []
 
     def install(self) -> None:
         global _active  # noqa: PLW0603 - moto's models are module-level; one sandbox per process
@@ -257,6 +261,8 @@ class AutoScalingRules:
             gone = [s for s in group.instance_states if s.instance.id in instance_ids]
             for state in gone:
                 self._forget(state)
+                for listener in self.on_stopping:
+                    listener(state.instance.id)
             if gone:
                 self.reconcile(group)
 
@@ -277,6 +283,8 @@ class AutoScalingRules:
 
     def _shut_down(self, state: InstanceState) -> None:
         _set_ec2_state(state.instance, _EC2_SHUTTING_DOWN)
+        for listener in self.on_stopping:
+            listener(state.instance.id)
 
         def terminated() -> None:
             group = state.auto_scaling_group
@@ -301,6 +309,8 @@ class AutoScalingRules:
             return
         _set_ec2_state(state.instance, _EC2_RUNNING)
         self._track(state).booted = True
+        for listener in self.on_running:
+            listener(state.instance)
         self._maybe_in_service(state)
 
     def _maybe_in_service(self, state: InstanceState) -> None:

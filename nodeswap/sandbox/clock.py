@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +28,10 @@ class Clock:
 
     def now(self) -> float:
         return time.monotonic() + self._offset
+
+    def wall(self) -> datetime:
+        """The wall-clock time of the simulated world: real UTC time moved forward with the clock."""
+        return datetime.now(UTC) + timedelta(seconds=self._offset)
 
     def advance(self, seconds: float) -> None:
         if seconds < 0:
@@ -85,6 +90,20 @@ class Scheduler:
             self.clock.advance(seconds)
             while (timer := self._pop_due()) is not None:
                 self._fire(timer)
+
+    def settle(self, horizon: float) -> None:
+        """Run the simulation in virtual time, timer after timer, until nothing is due within
+        ``horizon`` seconds: the world at rest, without waiting for it."""
+        with self._lock:
+            while True:
+                with self._wake:
+                    upcoming = [t for t in self._heap if not t.cancelled]
+                    if not upcoming:
+                        return
+                    step = min(upcoming).when - self.clock.now()
+                if step > horizon:
+                    return
+                self.fast_forward(max(step, 0.0))
 
     def _run(self) -> None:
         while True:

@@ -70,10 +70,13 @@ class Faults:
         with self._lock:
             return list(self._rules)
 
-    def draw(self, api: str, operation: str) -> FaultError | None:
+    def draw(self, api: str, *names: str) -> FaultError | None:
+        """The fault for a request known by ``names`` (any one of them may match a rule), if any."""
         with self._lock:
             for index, rule in enumerate(self._rules):
-                if rule.api != api or not ("*" in rule.operations or operation in rule.operations):
+                if rule.api != api or not (
+                    "*" in rule.operations or any(n in rule.operations for n in names)
+                ):
                     continue
                 if rule.limit is not None and self._injected[index] >= rule.limit:
                     continue

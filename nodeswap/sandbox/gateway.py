@@ -151,6 +151,9 @@ class AwsGateway:
                 return _json({"error": str(exc)}, status=400)
             self.sandbox.faults.replace(rules)
             return _json(_FAULTS.dump_python(rules, mode="json"))
+        if route == ("POST", "kube/cut-watches"):
+            with self.sandbox.lock:
+                return _json({"cut": self.sandbox.store.cut_watches()})
         if route == ("POST", "clock"):
             body = request.get_json(force=True, silent=True)
             advance = body.get("advance_seconds") if isinstance(body, dict) else None

@@ -26,6 +26,7 @@ from nodeswap.errors import OperationError, UsageError
 
 STATE_FILE = "sandbox.json"
 ENV_FILE = "env.sh"
+KUBECONFIG_FILE = "kubeconfig"
 LOG_FILE = "sandbox.log"
 START_TIMEOUT_SECONDS = 60.0
 STOP_TIMEOUT_SECONDS = 15.0
@@ -55,7 +56,9 @@ def serve(scenario_path: Path | None, directory: Path, on_ready: Callable[[dict[
     sandbox.start()
     try:
         state = {"pid": os.getpid(), **sandbox.info()}
-        env = sandbox.environment()
+        kubeconfig = (directory / KUBECONFIG_FILE).resolve()
+        kubeconfig.write_text(sandbox.kubeconfig())
+        env = {**sandbox.environment(), "KUBECONFIG": str(kubeconfig)}
         (directory / ENV_FILE).write_text(_env_script(env))
         _write_atomically(directory / STATE_FILE, json.dumps(state, indent=2))
         on_ready(state)
@@ -159,7 +162,9 @@ def _refuse_if_running(directory: Path) -> None:
 
 
 def _env_script(env: dict[str, str]) -> str:
-    lines = ["# nodeswap sandbox: `source` this file to point boto3, the AWS CLI and nodeswap at it."]
+    lines = [
+        "# nodeswap sandbox: `source` this file to point boto3, the AWS CLI, kubectl and nodeswap at it."
+    ]
     lines += [f"export {key}={shlex.quote(value)}" for key, value in env.items()]
     if "AWS_DEFAULT_REGION" in env:
         lines.append(f"export AWS_REGION={shlex.quote(env['AWS_DEFAULT_REGION'])}")

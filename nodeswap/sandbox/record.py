@@ -34,6 +34,11 @@ class RequestEntry:
     time: str
     duration_ms: float
     user_agent: str
+    # Kubernetes requests: what the verb in ``operation`` acted on.
+    resource: str | None = None
+    subresource: str | None = None
+    namespace: str | None = None
+    name: str | None = None
 
 
 @dataclass
@@ -51,6 +56,6 @@ class Record:
                 RequestEntry(seq=next(self._seq), time=datetime.now(UTC).isoformat(), **fields)
             )
 
-    def report(self) -> dict[str, Any]:
+    def requests(self) -> list[dict[str, Any]]:
         with self._lock:
-            return {"requests": [asdict(entry) for entry in self._entries]}
+            return [asdict(entry) for entry in self._entries]

@@ -69,18 +69,52 @@ class Images(_Strict):
     new: str = "nodeswap-workers-2026.11"
 
 
-FaultError = Literal["throttle", "internal", "unavailable"]
+ImageRole = Literal["old", "new"]
+
+
+class KubernetesSpec(_Strict):
+    """The simulated cluster: how fast machines become nodes, and the workloads present at start."""
+
+    join_seconds: float = Field(default=3.0, ge=0, description="instance running -> Node registered")
+    node_ready_seconds: float = Field(default=2.0, ge=0, description="Node registered -> Ready")
+    node_gone_seconds: float = Field(default=5.0, ge=0, description="instance gone -> Node deleted")
+    pod_start_seconds: float = Field(default=1.0, ge=0, description="pod bound -> containers running")
+    never_join: list[ImageRole] = Field(
+        default_factory=list, description="instances of these AMIs never join"
+    )
+    never_ready: list[ImageRole] = Field(
+        default_factory=list, description="nodes of these AMIs never get Ready"
+    )
+    workloads: list[dict[str, Any]] = Field(default_factory=list, description="manifests applied at start")
+
+    @model_validator(mode="after")
+    def _manifests_have_kind(self) -> KubernetesSpec:
+        for index, manifest in enumerate(self.workloads):
+            if not isinstance(manifest.get("kind"), str) or not isinstance(manifest.get("metadata"), dict):
+                raise ValueError(f"workloads[{index}] needs a kind and metadata, like a kubectl manifest")
+        return self
+
+
+FaultError = Literal["throttle", "internal", "unavailable", "drop"]
 
 
 class FaultSpec(_Strict):
-    """Make matching requests fail: ``throttle`` (Throttling / RequestLimitExceeded), ``internal`` (500)
-    or ``unavailable`` (503), for a fraction ``rate`` of them, at most ``limit`` times if set."""
+    """Make matching requests fail: ``throttle`` (AWS Throttling / RequestLimitExceeded, Kubernetes 429
+    with Retry-After), ``internal`` (500), ``unavailable`` (503) or, for Kubernetes, ``drop`` (close the
+    connection), for a fraction ``rate`` of them, at most ``limit`` times if set. Kubernetes operations
+    are named by verb (``patch``), resource (``pods/eviction``) or both (``create:pods/eviction``)."""
 
-    api: Literal["aws"] = "aws"
+    api: Literal["aws", "kube"] = "aws"
     operations: list[str] = Field(default_factory=lambda: ["*"], min_length=1)
     error: FaultError = "throttle"
     rate: float = Field(default=1.0, ge=0, le=1)
     limit: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _drop_is_for_kube(self) -> FaultSpec:
+        if self.api == "aws" and self.error == "drop":
+            raise ValueError("error drop applies to api kube only")
+        return self
 
 
 class Scenario(_Strict):
@@ -92,6 +126,7 @@ class Scenario(_Strict):
     images: Images = Field(default_factory=Images)
     timing: Timing = Field(default_factory=Timing)
     groups: list[GroupSpec] = Field(default_factory=lambda: [GroupSpec()], min_length=1)
+    kubernetes: KubernetesSpec = Field(default_factory=KubernetesSpec)
     faults: list[FaultSpec] = Field(default_factory=list)
     seed: int = Field(default=0, description="seed for fault sampling, so failing runs can be repeated")
 

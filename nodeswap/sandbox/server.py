@@ -1,11 +1,15 @@
-"""The sandbox: moto with nodeswap's Auto Scaling rules, on a loopback port, seeded from a scenario."""
+"""The sandbox: a local AWS (moto with nodeswap's Auto Scaling rules) and a Kubernetes API server over
+a simulated cluster that follows it, each on a loopback port, seeded from a scenario."""
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable, Iterable
 from typing import Any
 
+import yaml
+from moto.ec2.models.instances import Instance
 from moto.moto_api._internal.models import moto_api_backend
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
@@ -14,11 +18,21 @@ from nodeswap.sandbox.aws_rules import AutoScalingRules
 from nodeswap.sandbox.clock import Clock, Scheduler
 from nodeswap.sandbox.faults import Faults
 from nodeswap.sandbox.gateway import AwsGateway
+from nodeswap.sandbox.kube.apiserver import KubeApi
+from nodeswap.sandbox.kube.cluster import Cluster, Machine
+from nodeswap.sandbox.kube.observe import Observer
+from nodeswap.sandbox.kube.resources import BY_KIND
+from nodeswap.sandbox.kube.store import Store
 from nodeswap.sandbox.record import Record
 from nodeswap.sandbox.scenario import Scenario
 from nodeswap.sandbox.seed import SeededWorld, seed
 
 DUMMY_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "sandbox", "AWS_SECRET_ACCESS_KEY": "sandbox"}
+KUBE_CONTEXT = "nodeswap-sandbox"
+# How far ahead of "now" the start-up settling may run timers: boots, joins and pod starts are due
+# within it, lifecycle-hook timeouts are not.
+SETTLE_HORIZON_SECONDS = 25.0
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
 class _QuietHandler(WSGIRequestHandler):
@@ -26,26 +40,59 @@ class _QuietHandler(WSGIRequestHandler):
         """The record keeps every request; an access log on stderr would only add noise."""
 
 
-class Sandbox:
-    """A local AWS for one scenario. Only one sandbox runs per process (moto's state is global)."""
+class _Server:
+    """One WSGI app on a loopback port, served by threads."""
 
-    def __init__(self, scenario: Scenario, host: str = "127.0.0.1", aws_port: int = 0) -> None:
+    def __init__(self, host: str, port: int, app: WsgiApp, name: str) -> None:
+        self.server: BaseWSGIServer = make_server(
+            host, port, app, threaded=True, request_handler=_QuietHandler
+        )
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, name=name, daemon=True
+        )
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.server.host}:{self.server.server_port}"
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join()
+
+
+class Sandbox:
+    """A local AWS and Kubernetes for one scenario. One sandbox per process (moto's state is global)."""
+
+    def __init__(self, scenario: Scenario, host: str = "127.0.0.1") -> None:
         self.scenario = scenario
         self.lock = threading.RLock()
         self.scheduler = Scheduler(Clock(), self.lock)
         self.record = Record()
         self.faults = Faults([], scenario.seed)
         self.rules = AutoScalingRules(self.scheduler, scenario.timing)
-        self._host, self._aws_port = host, aws_port
-        self._server: BaseWSGIServer | None = None
-        self._thread: threading.Thread | None = None
+        self.store = Store(self.scheduler.clock)
+        self.observer = Observer(self.scheduler.clock)
+        self.cluster = Cluster(self.store, self.scheduler, scenario.kubernetes, self.observer)
+        self.rules.on_running.append(self._instance_running)
+        self.rules.on_stopping.append(self.cluster.instance_stopping)
+        self._host = host
+        self._aws: _Server | None = None
+        self._kube: _Server | None = None
         self.world: SeededWorld | None = None
 
     @property
     def aws_endpoint(self) -> str:
-        if self._server is None:
+        if self._aws is None:
             raise RuntimeError("the sandbox is not started")
-        return f"http://{self._host}:{self._server.server_port}"
+        return self._aws.url
+
+    @property
+    def kube_endpoint(self) -> str:
+        if self._kube is None:
+            raise RuntimeError("the sandbox is not started")
+        return self._kube.url
 
     def environment(self) -> dict[str, str]:
         """The variables that point the AWS SDKs and CLI at this sandbox."""
@@ -55,39 +102,78 @@ class Sandbox:
             **DUMMY_CREDENTIALS,
         }
 
+    def kubeconfig(self) -> str:
+        """A kubeconfig for the sandbox's API server (plain HTTP on loopback, no credentials needed)."""
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": KUBE_CONTEXT, "cluster": {"server": self.kube_endpoint}}],
+            "users": [{"name": KUBE_CONTEXT, "user": {"token": "sandbox"}}],
+            "contexts": [
+                {
+                    "name": KUBE_CONTEXT,
+                    "context": {"cluster": KUBE_CONTEXT, "user": KUBE_CONTEXT, "namespace": "default"},
+                }
+            ],
+            "current-context": KUBE_CONTEXT,
+        }
+        return yaml.safe_dump(config, sort_keys=False)
+
     def start(self) -> None:
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
         moto_api_backend.reset()
         self.rules.install()
-        gateway = AwsGateway(DomainDispatcherApplication(create_backend_app), self)
-        self._server = make_server(
-            self._host, self._aws_port, gateway, threaded=True, request_handler=_QuietHandler
+        self._aws = _Server(
+            self._host, 0, AwsGateway(DomainDispatcherApplication(create_backend_app), self), "aws"
         )
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="sandbox-aws", daemon=True
-        )
-        self._thread.start()
+        self._kube = _Server(self._host, 0, KubeApi(self, self.store, self.cluster), "kube")
         self.scheduler.start()
         self.world = seed(self.scenario, self.aws_endpoint, self.scheduler)
+        with self.lock:
+            for manifest in self.scenario.kubernetes.workloads:
+                self._apply(manifest)
+        # The world starts at rest: nodes joined and Ready, workloads running, as a live cluster is.
+        self.scheduler.settle(SETTLE_HORIZON_SECONDS)
         # Faults and the record start with the clients: seeding is neither faulted nor recorded.
         self.faults.replace(self.scenario.faults)
         self.record.enabled = True
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join()
+        for server in (self._aws, self._kube):
+            if server is not None:
+                server.stop()
         self.scheduler.stop()
 
     def report(self) -> dict[str, Any]:
-        return self.record.report()
+        with self.lock:
+            return {"requests": self.record.requests(), **self.observer.report()}
 
     def info(self) -> dict[str, Any]:
         return {
             "aws_endpoint": self.aws_endpoint,
+            "kube_endpoint": self.kube_endpoint,
             "region": self.scenario.region,
             "world": self.world.as_dict() if self.world else None,
             "scenario": self.scenario.model_dump(mode="json"),
         }
+
+    def _apply(self, manifest: dict[str, Any]) -> None:
+        resource = BY_KIND.get((manifest.get("apiVersion", ""), manifest["kind"]))
+        if resource is None:
+            raise ValueError(f"the sandbox does not serve {manifest.get('apiVersion')}/{manifest['kind']}")
+        if resource.namespaced:
+            manifest = {**manifest, "metadata": {"namespace": "default", **manifest["metadata"]}}
+        self.store.create(resource, self.cluster.defaulted(resource, manifest))
+
+    def _instance_running(self, instance: Instance) -> None:
+        roles = {image: role for role, image in (self.world.images.items() if self.world else ())}
+        self.cluster.instance_running(
+            Machine(
+                instance_id=instance.id,
+                zone=str(instance.placement),
+                private_dns=instance.private_dns_name,
+                private_ip=instance.private_ip or "",
+                instance_type=instance.instance_type,
+                image_role=roles.get(instance.image_id),
+            )
+        )

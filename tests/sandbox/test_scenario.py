@@ -45,7 +45,7 @@ def test_an_empty_file_is_the_default(tmp_path: Path) -> None:
         ),
         (
             "faults:\n  - error: explode\n",
-            "field faults.0.error: Input should be 'throttle', 'internal' or 'unavailable'",
+            "field faults.0.error: Input should be 'throttle', 'internal', 'unavailable' or 'drop'",
         ),
         ("groups: [\n", "not valid YAML"),
         ("- just\n- a list\n", "expected a mapping of scenario fields at the top level, got list"),

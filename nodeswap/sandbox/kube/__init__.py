@@ -1,0 +1,1 @@
+"""The sandbox's Kubernetes side: an API server and a simulated cluster."""

@@ -1,0 +1,435 @@
+"""The sandbox's Kubernetes API server: the REST API that kubectl and the Python client speak, in JSON.
+
+Routes: discovery (/api, /apis, /version, /openapi/v3), and for every served resource the collection
+and item paths with get, list, watch, create, update, patch and delete, the status and scale
+subresources, and pods/eviction. Reads and writes run under the sandbox's lock; a watch waits for its
+events outside it. Every request is recorded (the sandbox's own controllers write to the store
+directly and are not), and chosen requests can be answered with injected faults.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+import queue
+import socket
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
+
+from werkzeug.wrappers import Request, Response
+
+from nodeswap.sandbox.kube import discovery, errors, tables
+from nodeswap.sandbox.kube.cluster import Cluster
+from nodeswap.sandbox.kube.patch import PATCH_CONTENT_TYPES, PatchError
+from nodeswap.sandbox.kube.resources import BY_KEY, NAMESPACES, PODS, Resource
+from nodeswap.sandbox.kube.selectors import (
+    SelectorError,
+    check_supported,
+    parse_field_selector,
+    parse_label_selector,
+)
+from nodeswap.sandbox.kube.store import Object, Store, Watcher
+
+if TYPE_CHECKING:
+    from nodeswap.sandbox.server import Sandbox
+
+MUTATING_VERBS = frozenset({"create", "update", "patch", "delete", "deletecollection"})
+MAX_WATCH_SECONDS = 1800
+BOOKMARK_SECONDS = 5.0
+StartResponse = Callable[..., Any]
+
+
+class Route:
+    """A resource request: which resource, where, and what to do."""
+
+    def __init__(self, resource: Resource, namespace: str | None, name: str | None, sub: str | None) -> None:
+        self.resource, self.namespace, self.name, self.subresource = resource, namespace, name, sub
+
+    @property
+    def path(self) -> str:
+        return f"{self.resource.plural}/{self.subresource}" if self.subresource else self.resource.plural
+
+
+def parse_route(path: str) -> Route | None:
+    parts = [unquote(part) for part in path.strip("/").split("/")]
+    if parts[:2] == ["api", "v1"]:
+        group, rest = "", parts[2:]
+    elif len(parts) >= 3 and parts[0] == "apis":
+        group, rest = parts[1], parts[3:]
+    else:
+        return None
+    namespace = None
+    if len(rest) >= 3 and rest[0] == "namespaces":
+        namespace, rest = rest[1], rest[2:]
+    if not rest or len(rest) > 3:
+        return None
+    resource = BY_KEY.get(f"{group}/{rest[0]}")
+    if resource is None or (namespace is not None and not resource.namespaced):
+        return None
+    name = rest[1] if len(rest) > 1 else None
+    sub = rest[2] if len(rest) > 2 else None
+    if sub is not None and sub not in resource.subresources:
+        return None
+    return Route(resource, namespace, name, sub)
+
+
+def verb_of(method: str, route: Route, query: dict[str, str]) -> str:
+    if method == "GET":
+        if query.get("watch") in ("true", "1"):
+            return "watch"
+        return "get" if route.name else "list"
+    return {"POST": "create", "PUT": "update", "PATCH": "patch"}.get(
+        method, "delete" if route.name else "deletecollection"
+    )
+
+
+class KubeApi:
+    def __init__(self, sandbox: Sandbox, store: Store, cluster: Cluster) -> None:
+        self.sandbox, self.store, self.cluster = sandbox, store, cluster
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        request = Request(environ)
+        started = time.monotonic()
+        route = parse_route(request.path)
+        query = {key: request.args.get(key, "") for key in request.args}
+        verb = verb_of(request.method, route, query) if route else request.method.lower()
+        fault = self._fault(verb, route)
+        if fault == "drop":
+            self._drop(environ)
+            response = Response(b"", status=500)
+        elif fault is not None:
+            response = _status_response(_fault_error(fault), retry_after=fault == "throttle")
+        else:
+            try:
+                response = self._serve(request, route, verb, query)
+            except errors.ApiError as exc:
+                response = _status_response(exc)
+        self.sandbox.record.add(
+            api="kube",
+            service=route.resource.group or "core" if route else "",
+            operation=verb,
+            mutating=verb in MUTATING_VERBS,
+            target={},
+            status=response.status_code,
+            error=_reason(response),
+            fault=fault,
+            duration_ms=round((time.monotonic() - started) * 1000, 3),
+            user_agent=request.headers.get("User-Agent", ""),
+            resource=route.resource.plural if route else request.path,
+            subresource=route.subresource if route else None,
+            namespace=route.namespace if route else None,
+            name=route.name if route else None,
+        )
+        return response(environ, start_response)
+
+    # ----- dispatch ----------------------------------------------------------------------------
+
+    def _serve(self, request: Request, route: Route | None, verb: str, query: dict[str, str]) -> Response:
+        if route is None:
+            document = discovery.document(request.path)
+            if document is None:
+                raise errors.ApiError(404, "NotFound", "the server could not find the requested resource")
+            return _json(document)
+        if verb == "watch":
+            return self._watch(route, query)
+        with self.sandbox.lock:
+            if verb == "list":
+                return self._list(request, route, query)
+            if verb == "get":
+                return self._respond(request, route, self._get(route))
+            if verb == "create":
+                return self._create(route, _body(request))
+            if verb == "update":
+                return _json(self._write(route, _body(request), check_version=True))
+            if verb == "patch":
+                return _json(self._patch(request, route))
+            if verb == "delete":
+                return self._delete(route, request, query)
+        raise errors.ApiError(405, "MethodNotAllowed", f"{request.method} is not supported on {request.path}")
+
+    # ----- reads -------------------------------------------------------------------------------
+
+    def _get(self, route: Route) -> Object:
+        obj = self.store.get(route.resource, route.namespace or "", route.name or "")
+        if route.subresource == "scale":
+            return _scale(obj)
+        return obj
+
+    def _list(self, request: Request, route: Route, query: dict[str, str]) -> Response:
+        matches = self._selector(route, query)
+        items = sorted(
+            (obj for obj in self.store.list(route.resource, route.namespace) if matches(obj)),
+            key=lambda obj: (obj["metadata"].get("namespace", ""), obj["metadata"]["name"]),
+        )
+        metadata: dict[str, Any] = {"resourceVersion": str(self.store.resource_version)}
+        start = _decode_continue(query.get("continue", ""))
+        if start:
+            items = [
+                obj
+                for obj in items
+                if (obj["metadata"].get("namespace", ""), obj["metadata"]["name"]) > start
+            ]
+        limit = int(query.get("limit") or 0)
+        if 0 < limit < len(items):
+            last = items[limit - 1]["metadata"]
+            metadata["continue"] = _encode_continue((last.get("namespace", ""), last["name"]))
+            metadata["remainingItemCount"] = len(items) - limit
+            items = items[:limit]
+        listing = {
+            "kind": f"{route.resource.kind}List",
+            "apiVersion": route.resource.api_version,
+            "metadata": metadata,
+            "items": items,
+        }
+        return self._respond(request, route, listing)
+
+    def _respond(self, request: Request, route: Route, obj: Object) -> Response:
+        if tables.wants_table(request.headers.get("Accept", "")):
+            include = request.args.get("includeObject", "Metadata")
+            return _json(
+                tables.table(route.resource, obj, self.store.clock, include), tables.TABLE_CONTENT_TYPE
+            )
+        return _json(obj)
+
+    def _selector(self, route: Route, query: dict[str, str]) -> Callable[[Object], bool]:
+        try:
+            check_supported(route.resource.plural, query.get("fieldSelector"))
+            labels = parse_label_selector(query.get("labelSelector"))
+            fields = parse_field_selector(query.get("fieldSelector"))
+        except SelectorError as exc:
+            raise errors.bad_request(str(exc)) from exc
+        return lambda obj: labels(obj["metadata"].get("labels") or {}) and fields(obj)
+
+    def _watch(self, route: Route, query: dict[str, str]) -> Response:
+        matches = self._selector(route, query)
+        since_text = query.get("resourceVersion", "")
+        since = int(since_text) if since_text not in ("", "0") else None
+        bookmarks = query.get("allowWatchBookmarks") in ("true", "1")
+        timeout = min(float(query.get("timeoutSeconds") or MAX_WATCH_SECONDS), MAX_WATCH_SECONDS)
+        with self.sandbox.lock:
+            try:
+                watcher = self.store.watch(route.resource, route.namespace, matches, since)
+            except errors.ApiError as exc:
+                # A watch from a compacted version is accepted, then ends with an ERROR event (410).
+                error = json.dumps({"type": "ERROR", "object": exc.status()}).encode() + b"\n"
+                return Response([error], mimetype="application/json")
+        stream = self._stream(route.resource, watcher, timeout, bookmarks)
+        return Response(stream, mimetype="application/json", direct_passthrough=True)
+
+    def _stream(
+        self, resource: Resource, watcher: Watcher, timeout: float, bookmarks: bool
+    ) -> Iterator[bytes]:
+        deadline = time.monotonic() + timeout
+        try:
+            while (remaining := deadline - time.monotonic()) > 0:
+                wait = min(remaining, BOOKMARK_SECONDS) if bookmarks else remaining
+                try:
+                    event = watcher.events.get(timeout=wait)
+                except queue.Empty:
+                    if bookmarks:
+                        yield _line({"type": "BOOKMARK", "object": self._bookmark(resource)})
+                    continue
+                if event is None:
+                    return
+                kind, obj = event
+                yield _line({"type": kind, "object": obj})
+        finally:
+            with self.sandbox.lock:
+                self.store.unwatch(watcher)
+
+    def _bookmark(self, resource: Resource) -> Object:
+        version = str(self.store.resource_version)
+        return {
+            "kind": resource.kind,
+            "apiVersion": resource.api_version,
+            "metadata": {"resourceVersion": version},
+        }
+
+    # ----- writes ------------------------------------------------------------------------------
+
+    def _create(self, route: Route, body: Object) -> Response:
+        if route.resource is PODS and route.subresource == "eviction":
+            return _json(self.cluster.evict(route.namespace or "", route.name or "", body), status=201)
+        if route.name is not None:
+            raise errors.ApiError(405, "MethodNotAllowed", "POST is only allowed on a collection")
+        meta = body.setdefault("metadata", {})
+        if route.resource.namespaced:
+            namespace = route.namespace or meta.get("namespace") or "default"
+            if meta.get("namespace") not in (None, namespace):
+                raise errors.bad_request(
+                    "the namespace of the provided object does not match the namespace sent on the request"
+                )
+            meta["namespace"] = namespace
+            self.store.get(NAMESPACES, "", namespace)  # 404 for a namespace that does not exist
+        self._check_kind(route.resource, body)
+        created = self.store.create(route.resource, self.cluster.defaulted(route.resource, body))
+        return _json(created, status=201)
+
+    def _write(self, route: Route, body: Object, *, check_version: bool) -> Object:
+        """An update (PUT) of the object or of its status or scale subresource."""
+        meta = body.setdefault("metadata", {})
+        if meta.get("name") not in (None, route.name):
+            raise errors.bad_request(
+                f"the name of the object ({meta.get('name')}) does not match the name on the URL "
+                f"({route.name})"
+            )
+        meta["name"] = route.name
+        if route.resource.namespaced:
+            meta["namespace"] = route.namespace
+        current = self.store.get(route.resource, route.namespace or "", route.name or "")
+        if route.subresource == "scale":
+            replicas = body.get("spec", {}).get("replicas")
+            if meta.get("resourceVersion") not in (None, current["metadata"]["resourceVersion"]):
+                raise errors.conflict(route.resource, route.name or "")
+            scaled = {"spec": {"replicas": replicas}}
+            return _scale(self.store.merge(route.resource, route.namespace or "", route.name or "", scaled))
+        merged = copy.deepcopy(current)
+        if route.subresource == "status":
+            merged["status"] = body.get("status", {})
+            merged["metadata"]["resourceVersion"] = meta.get("resourceVersion")
+        else:
+            self._check_kind(route.resource, body)
+            merged = body
+            if route.resource.has_status:
+                merged["status"] = current.get("status", {})  # the status subresource owns it
+        return self.store.update(route.resource, merged, check_version=check_version)
+
+    def _patch(self, request: Request, route: Route) -> Object:
+        content_type = request.mimetype
+        apply = PATCH_CONTENT_TYPES.get(content_type)
+        if apply is None:
+            raise errors.ApiError(
+                415,
+                "UnsupportedMediaType",
+                "the body of the request was in an unknown format - accepted media types include: "
+                + ", ".join(PATCH_CONTENT_TYPES),
+            )
+        current = self._get(route)
+        try:
+            patched = apply(
+                copy.deepcopy(current), json.loads(request.get_data() or b"null"), route.resource.kind
+            )
+        except (PatchError, ValueError) as exc:
+            raise errors.ApiError(
+                422 if isinstance(exc, PatchError) else 400,
+                "Invalid" if isinstance(exc, PatchError) else "BadRequest",
+                str(exc),
+            ) from exc
+        if not isinstance(patched, dict):
+            raise errors.bad_request("the patch did not produce an object")
+        given = patched.get("metadata", {}).get("resourceVersion")
+        # A patch is unconditional unless it names a resourceVersion itself.
+        check = given is not None and given != current["metadata"].get("resourceVersion")
+        if check:
+            raise errors.conflict(route.resource, route.name or "")
+        return self._write(route, patched, check_version=False)
+
+    def _delete(self, route: Route, request: Request, query: dict[str, str]) -> Response:
+        options = _body(request) if request.get_data() else {}
+        if "gracePeriodSeconds" in query:
+            options["gracePeriodSeconds"] = int(query["gracePeriodSeconds"])
+        if "propagationPolicy" in query:
+            options["propagationPolicy"] = query["propagationPolicy"]
+        result = self.cluster.delete(route.resource, route.namespace or "", route.name or "", options)
+        return _json(result)
+
+    @staticmethod
+    def _check_kind(resource: Resource, body: Object) -> None:
+        kind = body.get("kind")
+        if kind not in (None, resource.kind):
+            raise errors.bad_request(
+                f"the object provided is unrecognized (must be of type {resource.kind}): {kind}"
+            )
+
+    # ----- faults ------------------------------------------------------------------------------
+
+    def _fault(self, verb: str, route: Route | None) -> str | None:
+        names = [verb] if route is None else [verb, route.path, f"{verb}:{route.path}"]
+        return self.sandbox.faults.draw("kube", *names)
+
+    @staticmethod
+    def _drop(environ: dict[str, Any]) -> None:
+        """Close the connection without an answer, as a network failure would."""
+        connection = environ.get("werkzeug.socket")
+        if isinstance(connection, socket.socket):
+            connection.shutdown(socket.SHUT_RDWR)
+
+
+def _fault_error(kind: str) -> errors.ApiError:
+    if kind == "throttle":
+        # API Priority and Fairness rejects with 429 and Retry-After, without DisruptionBudget causes.
+        return errors.ApiError(
+            429, "TooManyRequests", "Too many requests, please try again later.", {"retryAfterSeconds": 1}
+        )
+    if kind == "unavailable":
+        return errors.ApiError(
+            503, "ServiceUnavailable", "the server is currently unable to handle the request"
+        )
+    return errors.ApiError(500, "InternalError", "Internal error occurred: injected by the sandbox")
+
+
+def _status_response(error: errors.ApiError, retry_after: bool = False) -> Response:
+    response = _json(error.status(), status=error.code)
+    if retry_after:
+        response.headers["Retry-After"] = "1"
+    return response
+
+
+def _reason(response: Response) -> str | None:
+    if response.status_code < 400 or response.is_streamed:
+        return None
+    try:
+        reason = json.loads(response.get_data()).get("reason")
+    except ValueError:
+        return None
+    return str(reason) if reason else None
+
+
+def _json(data: Any, content_type: str = "application/json", status: int = 200) -> Response:
+    return Response(json.dumps(data), status=status, content_type=content_type)
+
+
+def _line(event: Object) -> bytes:
+    return json.dumps(event).encode() + b"\n"
+
+
+def _body(request: Request) -> Object:
+    try:
+        body = json.loads(request.get_data() or b"{}")
+    except ValueError as exc:
+        raise errors.bad_request(f"the request body is not valid JSON: {exc}") from exc
+    if not isinstance(body, dict):
+        raise errors.bad_request("the request body must be a JSON object")
+    return body
+
+
+def _scale(obj: Object) -> Object:
+    meta = obj["metadata"]
+    return {
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": {
+            key: meta[key]
+            for key in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
+            if key in meta
+        },
+        "spec": {"replicas": obj.get("spec", {}).get("replicas", 0)},
+        "status": {"replicas": obj.get("status", {}).get("replicas", 0)},
+    }
+
+
+def _encode_continue(key: tuple[str, str]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(list(key)).encode()).decode()
+
+
+def _decode_continue(token: str) -> tuple[str, str] | None:
+    if not token:
+        return None
+    try:
+        namespace, name = json.loads(base64.urlsafe_b64decode(token.encode()))
+    except (ValueError, TypeError) as exc:
+        raise errors.bad_request(f"continue key is not valid: {exc}") from exc
+    return str(namespace), str(name)

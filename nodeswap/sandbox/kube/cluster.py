@@ -1,0 +1,545 @@
+"""The simulated cluster behind the sandbox's API server.
+
+Nodes follow the AWS side: an instance that is running joins as a Node after the join delay (name =
+its private DNS name, providerID ``aws:///<zone>/<instance-id>``) and becomes Ready; an instance that
+shuts down turns its node NotReady (its serving pods are lost) and the Node is deleted later, as the
+cloud node lifecycle controller does. A scheduler binds pending pods; kubelets run them through
+ContainerCreating, Running and Ready, and end them after preStop and the grace period. Controllers
+(workloads, garbage collection, disruption budgets, endpoints) live in ``controllers``.
+
+Every change to the store pokes one coalesced reconcile pass, run on the sandbox's scheduler thread.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import re
+from dataclasses import dataclass
+from datetime import timedelta
+
+from nodeswap.sandbox.clock import Scheduler
+from nodeswap.sandbox.kube import controllers, errors, scheduling
+from nodeswap.sandbox.kube.disruption import judge_eviction
+from nodeswap.sandbox.kube.observe import Observer
+from nodeswap.sandbox.kube.resources import NAMESPACES, NODES, PDBS, PODS, Resource
+from nodeswap.sandbox.kube.selectors import label_selector_matcher
+from nodeswap.sandbox.kube.store import Change, Object, Store, rfc3339
+from nodeswap.sandbox.scenario import KubernetesSpec
+
+KUBELET_VERSION = "v1.32.0"
+DEFAULT_GRACE_SECONDS = 30
+# (CPU cores, memory GiB, max pods) by instance type; allocatable leaves the kubelet's reservations.
+INSTANCE_TYPES = {
+    "t3.medium": (2, 4, 17),
+    "m5.large": (2, 8, 29),
+    "m5.xlarge": (4, 16, 58),
+    "m5.2xlarge": (8, 32, 58),
+    "c5.large": (2, 4, 29),
+    "r5.large": (2, 16, 29),
+}
+SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+# DefaultTolerationSeconds admission: pods tolerate a NotReady/unreachable node for 5 minutes.
+DEFAULT_TOLERATIONS = [
+    {
+        "key": f"node.kubernetes.io/{key}",
+        "operator": "Exists",
+        "effect": "NoExecute",
+        "tolerationSeconds": 300,
+    }
+    for key in ("not-ready", "unreachable")
+]
+_SLEEP = re.compile(r"\bsleep\s+([0-9.]+)")
+SHUTDOWN_ANNOTATION = "sandbox.nodeswap.io/shutdown-seconds"
+_FIELD = {"uid": "UID", "resourceVersion": "ResourceVersion"}  # as the API server names them
+
+
+@dataclass(frozen=True)
+class Machine:
+    """What the cluster needs to know of an EC2 instance."""
+
+    instance_id: str
+    zone: str
+    private_dns: str
+    private_ip: str
+    instance_type: str
+    image_role: str | None
+
+
+class Cluster:
+    def __init__(self, store: Store, scheduler: Scheduler, spec: KubernetesSpec, observer: Observer) -> None:
+        self.store, self.scheduler, self.spec, self.observer = store, scheduler, spec, observer
+        self._pending = False
+        self._dead: set[str] = set()  # nodes whose kubelet is gone
+        self._nodes: dict[str, str] = {}  # instance id -> node name
+        self._started: set[str] = set()  # pod uids a kubelet has started
+        self._ending: dict[str, float] = {}  # pod uid -> grace its termination was scheduled with
+        self._pod_ips = (f"10.244.{n // 250}.{n % 250 + 2}" for n in itertools.count())
+        store.listeners.append(self._changed)
+        for namespace in SYSTEM_NAMESPACES:
+            store.create(
+                NAMESPACES, {"metadata": {"name": namespace}, "spec": {"finalizers": ["kubernetes"]}}
+            )
+
+    # ----- the reconcile loop ------------------------------------------------------------------
+
+    def _changed(self, change: Change) -> None:
+        if not self._pending:
+            self._pending = True
+            self.scheduler.call_later(0, self.reconcile)
+
+    def reconcile(self) -> None:
+        self._pending = False
+        controllers.collect_garbage(self)
+        controllers.deployments(self)
+        controllers.replicasets(self)
+        controllers.statefulsets(self)
+        controllers.daemonsets(self)
+        self._schedule()
+        self._run_kubelets()
+        controllers.disruption_budgets(self)
+        controllers.endpoints(self)
+
+    # ----- nodes -------------------------------------------------------------------------------
+
+    def instance_running(self, machine: Machine) -> None:
+        if machine.image_role in self.spec.never_join:
+            return
+        self.scheduler.call_later(self.spec.join_seconds, lambda: self._join(machine))
+
+    def instance_stopping(self, instance_id: str) -> None:
+        name = self._nodes.pop(instance_id, None)
+        if name is None or self.store.find(NODES, "", name) is None:
+            return
+        self._dead.add(name)
+        for pod in self.pods_on(name):
+            if "deletionTimestamp" not in pod["metadata"] and not controllers.is_daemon(pod):
+                self.observer.lost(pod, name, "its node's instance shut down with the pod still serving")
+        now = rfc3339(self.store.clock)
+
+        def unreachable(node: Object) -> None:
+            node["status"]["conditions"] = [
+                {
+                    **c,
+                    "status": "Unknown",
+                    "reason": "NodeStatusUnknown",
+                    "message": "Kubelet stopped posting node status.",
+                    "lastTransitionTime": now,
+                }
+                if c["type"] == "Ready"
+                else c
+                for c in node["status"]["conditions"]
+            ]
+            taints = [
+                t for t in node["spec"].get("taints") or [] if t["key"] != "node.kubernetes.io/unreachable"
+            ]
+            node["spec"]["taints"] = [
+                *taints,
+                *(
+                    {"key": "node.kubernetes.io/unreachable", "effect": e, "timeAdded": now}
+                    for e in ("NoSchedule", "NoExecute")
+                ),
+            ]
+
+        self.store.modify(NODES, "", name, unreachable)
+        self.scheduler.call_later(self.spec.node_gone_seconds, lambda: self._node_gone(name))
+
+    def _join(self, machine: Machine) -> None:
+        if self.store.find(NODES, "", machine.private_dns) is not None:
+            return
+        cpu, memory_gib, pods = INSTANCE_TYPES.get(machine.instance_type, (2, 8, 29))
+        now = rfc3339(self.store.clock)
+        node = {
+            "metadata": {
+                "name": machine.private_dns,
+                "labels": {
+                    "kubernetes.io/hostname": machine.private_dns,
+                    "kubernetes.io/os": "linux",
+                    "kubernetes.io/arch": "amd64",
+                    "topology.kubernetes.io/zone": machine.zone,
+                    "topology.kubernetes.io/region": machine.zone[:-1],
+                    "node.kubernetes.io/instance-type": machine.instance_type,
+                },
+            },
+            "spec": {"providerID": f"aws:///{machine.zone}/{machine.instance_id}"},
+            "status": {
+                "capacity": {"cpu": str(cpu), "memory": f"{memory_gib}Gi", "pods": str(pods)},
+                "allocatable": {
+                    "cpu": f"{cpu * 1000 - 70}m",
+                    "memory": f"{memory_gib * 1024 - 574}Mi",
+                    "pods": str(pods),
+                },
+                "conditions": [
+                    _condition("Ready", "False", "KubeletNotReady", "container runtime is starting", now)
+                ],
+                "addresses": [
+                    {"type": "InternalIP", "address": machine.private_ip},
+                    {"type": "Hostname", "address": machine.private_dns},
+                    {"type": "InternalDNS", "address": machine.private_dns},
+                ],
+                "nodeInfo": {
+                    "kubeletVersion": KUBELET_VERSION,
+                    "kubeProxyVersion": KUBELET_VERSION,
+                    "containerRuntimeVersion": "containerd://1.7.0",
+                    "osImage": "Amazon Linux 2023",
+                    "kernelVersion": "6.1.0",
+                    "operatingSystem": "linux",
+                    "architecture": "amd64",
+                    "machineID": machine.instance_id,
+                    "systemUUID": machine.instance_id,
+                    "bootID": machine.instance_id,
+                },
+            },
+        }
+        self.store.create(NODES, node)
+        self._nodes[machine.instance_id] = machine.private_dns
+        if machine.image_role not in self.spec.never_ready:
+            self.scheduler.call_later(
+                self.spec.node_ready_seconds, lambda: self._node_ready(machine.private_dns)
+            )
+
+    def _node_ready(self, name: str) -> None:
+        if name in self._dead or self.store.find(NODES, "", name) is None:
+            return
+        now = rfc3339(self.store.clock)
+        ready = _condition("Ready", "True", "KubeletReady", "kubelet is posting ready status", now)
+        self.store.merge(NODES, "", name, {"status": {"conditions": [ready]}})
+
+    def _node_gone(self, name: str) -> None:
+        """The cloud node lifecycle controller deletes the Node; pod GC then removes its pods."""
+        if self.store.find(NODES, "", name) is not None:
+            self.store.remove(NODES, "", name)
+
+    def node_alive(self, name: str | None) -> bool:
+        if not name or name in self._dead:
+            return False
+        node = self.store.find(NODES, "", name)
+        return node is not None and _is_ready(node)
+
+    def pods_on(self, node: str) -> list[Object]:
+        return [pod for pod in self.store.list(PODS) if pod.get("spec", {}).get("nodeName") == node]
+
+    # ----- the scheduler -----------------------------------------------------------------------
+
+    def _schedule(self) -> None:
+        pending = [
+            pod
+            for pod in self.store.list(PODS)
+            if not pod["spec"].get("nodeName") and "deletionTimestamp" not in pod["metadata"]
+        ]
+        if not pending:
+            return
+        nodes = [node for node in self.store.list(NODES) if self.node_alive(node["metadata"]["name"])]
+        used: dict[str, list[float]] = {node["metadata"]["name"]: [0.0, 0.0, 0] for node in nodes}
+        for pod in self.store.list(PODS):
+            where = pod["spec"].get("nodeName")
+            if where in used and pod.get("status", {}).get("phase") not in ("Succeeded", "Failed"):
+                cpu, memory = scheduling.requests(pod["spec"])
+                used[where][0] += cpu
+                used[where][1] += memory
+                used[where][2] += 1
+        for pod in sorted(pending, key=lambda p: p["metadata"]["creationTimestamp"]):
+            fits = [node for node in nodes if self._fits(pod, node, used[node["metadata"]["name"]])]
+            if not fits:
+                self._unschedulable(pod, len(nodes))
+                continue
+            best = min(
+                fits,
+                key=lambda n: (
+                    used[n["metadata"]["name"]][0] / max(scheduling.allocatable(n)[0], 1e-9),
+                    n["metadata"]["name"],
+                ),
+            )
+            name = best["metadata"]["name"]
+            cpu, memory = scheduling.requests(pod["spec"])
+            used[name][0] += cpu
+            used[name][1] += memory
+            used[name][2] += 1
+            self._bind(pod, name)
+
+    @staticmethod
+    def _fits(pod: Object, node: Object, used: list[float]) -> bool:
+        spec = pod["spec"]
+        if scheduling.untolerated(spec, node, ("NoSchedule", "NoExecute")) or not scheduling.matches_node(
+            spec, node
+        ):
+            return False
+        cpu, memory = scheduling.requests(spec)
+        max_cpu, max_memory, max_pods = scheduling.allocatable(node)
+        return used[0] + cpu <= max_cpu + 1e-9 and used[1] + memory <= max_memory and used[2] < max_pods
+
+    def _bind(self, pod: Object, node: str) -> None:
+        now = rfc3339(self.store.clock)
+
+        def bind(obj: Object) -> None:
+            obj["spec"]["nodeName"] = node
+            status = obj.setdefault("status", {})
+            status["conditions"] = [_condition("PodScheduled", "True", "", "", now)]
+
+        self.store.modify(PODS, pod["metadata"]["namespace"], pod["metadata"]["name"], bind)
+
+    def _unschedulable(self, pod: Object, nodes: int) -> None:
+        message = (
+            f"0/{nodes} nodes are available: no node fits the pod's requests, selectors and tolerations."
+        )
+        conditions = pod.get("status", {}).get("conditions") or []
+        if any(c.get("type") == "PodScheduled" and c.get("message") == message for c in conditions):
+            return
+        now = rfc3339(self.store.clock)
+        condition = _condition("PodScheduled", "False", "Unschedulable", message, now)
+        self.store.merge(
+            PODS,
+            pod["metadata"]["namespace"],
+            pod["metadata"]["name"],
+            {"status": {"conditions": [condition]}},
+        )
+
+    # ----- kubelets ----------------------------------------------------------------------------
+
+    def _run_kubelets(self) -> None:
+        for pod in self.store.list(PODS):
+            meta, node = pod["metadata"], pod["spec"].get("nodeName")
+            if "deletionTimestamp" in meta:
+                self._terminate(pod)
+            elif node and meta["uid"] not in self._started and self.node_alive(node):
+                self._start(pod)
+
+    def _start(self, pod: Object) -> None:
+        meta = pod["metadata"]
+        self._started.add(meta["uid"])
+        now = rfc3339(self.store.clock)
+        node = self.store.get(NODES, "", pod["spec"]["nodeName"])
+        host_ip = next((a["address"] for a in node["status"]["addresses"] if a["type"] == "InternalIP"), "")
+
+        def creating(obj: Object) -> None:
+            obj["status"] = {
+                "phase": "Pending",
+                "hostIP": host_ip,
+                "startTime": now,
+                "conditions": _pod_conditions(ready=False, now=now),
+                "containerStatuses": [
+                    {
+                        "name": c["name"],
+                        "image": c.get("image", ""),
+                        "ready": False,
+                        "restartCount": 0,
+                        "started": False,
+                        "state": {"waiting": {"reason": "ContainerCreating"}},
+                    }
+                    for c in obj["spec"].get("containers", [])
+                ],
+            }
+
+        self.store.modify(PODS, meta["namespace"], meta["name"], creating)
+        self.scheduler.call_later(
+            self.spec.pod_start_seconds, lambda: self._running(meta["namespace"], meta["name"], meta["uid"])
+        )
+
+    def _running(self, namespace: str, name: str, uid: str) -> None:
+        pod = self.store.find(PODS, namespace, name)
+        if pod is None or pod["metadata"]["uid"] != uid or not self.node_alive(pod["spec"].get("nodeName")):
+            return
+        now = rfc3339(self.store.clock)
+        delay = _readiness_delay(pod["spec"])
+
+        def running(obj: Object) -> None:
+            status = obj["status"]
+            status["phase"] = "Running"
+            status["podIP"] = next(self._pod_ips)
+            status["podIPs"] = [{"ip": status["podIP"]}]
+            status["containerStatuses"] = [
+                {**c, "started": True, "ready": False, "state": {"running": {"startedAt": now}}}
+                for c in status["containerStatuses"]
+            ]
+
+        self.store.modify(PODS, namespace, name, running)
+        self.scheduler.call_later(delay, lambda: self._ready(namespace, name, uid))
+
+    def _ready(self, namespace: str, name: str, uid: str) -> None:
+        pod = self.store.find(PODS, namespace, name)
+        if pod is None or pod["metadata"]["uid"] != uid or not self.node_alive(pod["spec"].get("nodeName")):
+            return
+        now = rfc3339(self.store.clock)
+
+        def ready(obj: Object) -> None:
+            obj["status"]["conditions"] = _pod_conditions(ready=True, now=now)
+            obj["status"]["containerStatuses"] = [
+                {**c, "ready": True} for c in obj["status"]["containerStatuses"]
+            ]
+
+        self.store.modify(PODS, namespace, name, ready)
+
+    def _terminate(self, pod: Object) -> None:
+        """A pod being deleted ends after its preStop hook and shutdown, within its grace period."""
+        meta = pod["metadata"]
+        grace = float(meta.get("deletionGracePeriodSeconds") or 0)
+        if self._ending.get(meta["uid"], float("inf")) <= grace:
+            return
+        node = pod["spec"].get("nodeName")
+        if node and not self.node_alive(node) and self.store.find(NODES, "", node) is not None:
+            return  # the kubelet is gone: the pod stays Terminating until pod GC removes it with the node
+        self._ending[meta["uid"]] = grace
+        started = meta["uid"] in self._started
+        seconds = min(grace, _termination_seconds(pod)) if started else 0.0
+        self.scheduler.call_later(seconds, lambda: self._gone(meta["namespace"], meta["name"], meta["uid"]))
+
+    def _gone(self, namespace: str, name: str, uid: str) -> None:
+        pod = self.store.find(PODS, namespace, name)
+        if pod is not None and pod["metadata"]["uid"] == uid:
+            self.store.remove(PODS, namespace, name)
+            self._started.discard(uid)
+            self._ending.pop(uid, None)
+
+    # ----- API operations with cluster semantics -----------------------------------------------
+
+    def defaulted(self, resource: Resource, obj: Object) -> Object:
+        """Defaults and admission the API server applies on create."""
+        obj = copy.deepcopy(obj)
+        spec = obj.setdefault("spec", {}) if resource.kind not in {"Event", "Lease"} else obj.get("spec")
+        if resource is PODS and spec is not None:
+            spec.setdefault("terminationGracePeriodSeconds", DEFAULT_GRACE_SECONDS)
+            spec.setdefault("restartPolicy", "Always")
+            spec.setdefault("schedulerName", "default-scheduler")
+            tolerations = spec.setdefault("tolerations", [])
+            for default in DEFAULT_TOLERATIONS:
+                if not any(
+                    t.get("key") == default["key"] and t.get("effect") == "NoExecute" for t in tolerations
+                ):
+                    tolerations.append(dict(default))
+            obj["status"] = {"phase": "Pending"}
+        return controllers.defaulted(resource, obj)
+
+    def delete(self, resource: Resource, namespace: str, name: str, options: Object) -> Object:
+        """DELETE: graceful for pods on a live kubelet, finalizers honoured, dependents collected."""
+        obj = self.store.get(resource, namespace, name)
+        preconditions = options.get("preconditions") or {}
+        for key in ("uid", "resourceVersion"):
+            if preconditions.get(key) and preconditions[key] != obj["metadata"].get(key):
+                raise errors.ApiError(
+                    409,
+                    "Conflict",
+                    f"Precondition failed: {_FIELD[key]} in precondition: {preconditions[key]}, "
+                    f"{_FIELD[key]} in object meta: {obj['metadata'].get(key)}",
+                )
+        if options.get("propagationPolicy") == "Orphan":
+            controllers.orphan_dependents(self, obj)
+        if resource is PODS:
+            return self._delete_pod(obj, options.get("gracePeriodSeconds"))
+        if obj["metadata"].get("finalizers"):
+            now = rfc3339(self.store.clock)
+            if "deletionTimestamp" not in obj["metadata"]:
+                deleting = {"metadata": {"deletionTimestamp": now, "deletionGracePeriodSeconds": 0}}
+                obj = self.store.merge(resource, namespace, name, deleting)
+            return obj
+        gone = self.store.remove(resource, namespace, name)
+        details: Object = {"name": name, "kind": resource.plural, "uid": gone["metadata"]["uid"]}
+        if resource.group:
+            details["group"] = resource.group
+        return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": details}
+
+    def _delete_pod(self, pod: Object, grace_option: int | None) -> Object:
+        meta = pod["metadata"]
+        grace = (
+            grace_option
+            if grace_option is not None
+            else pod["spec"].get("terminationGracePeriodSeconds", DEFAULT_GRACE_SECONDS)
+        )
+        grace = max(int(grace), 0)
+        node = pod["spec"].get("nodeName")
+        phase = pod.get("status", {}).get("phase")
+        # Unbound or finished pods, and a zero grace period, delete at once (no kubelet to wait for).
+        if grace == 0 or not node or phase in ("Succeeded", "Failed"):
+            return self.store.remove(PODS, meta["namespace"], meta["name"])
+        current = meta.get("deletionGracePeriodSeconds")
+        if current is not None and current <= grace:
+            return pod
+        when = (self.store.clock.wall() + timedelta(seconds=grace)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        deleting = {"metadata": {"deletionTimestamp": when, "deletionGracePeriodSeconds": grace}}
+        return self.store.merge(PODS, meta["namespace"], meta["name"], deleting)
+
+    def evict(self, namespace: str, name: str, eviction: Object) -> Object:
+        """POST pods/{name}/eviction: the PodDisruptionBudget check, then a graceful delete."""
+        given = (eviction.get("metadata") or {}).get("name")
+        if given not in (None, name):
+            raise errors.bad_request(f"name in URL does not match name in Eviction object: {given} != {name}")
+        pod = self.store.get(PODS, namespace, name)
+        labels = pod["metadata"].get("labels") or {}
+        pdbs = [
+            pdb
+            for pdb in self.store.list(PDBS, namespace)
+            if label_selector_matcher(pdb.get("spec", {}).get("selector"), none_matches=True)(labels)
+        ]
+        verdict = judge_eviction(pod, pdbs)
+        if verdict.code == 500:
+            raise errors.ApiError(500, "InternalError", verdict.message)
+        if not verdict.allowed:
+            raise errors.ApiError(
+                429,
+                "TooManyRequests",
+                verdict.message,
+                {"causes": [{"reason": "DisruptionBudget", "message": verdict.cause}]},
+            )
+        if verdict.charge is not None:
+            now = rfc3339(self.store.clock)
+
+            def charge(pdb: Object) -> None:
+                status = pdb.setdefault("status", {})
+                status["disruptionsAllowed"] = status.get("disruptionsAllowed", 0) - 1
+                status["disruptedPods"] = {**(status.get("disruptedPods") or {}), name: now}
+
+            self.store.modify(PDBS, namespace, verdict.charge["metadata"]["name"], charge)
+        options = eviction.get("deleteOptions") or {}
+        self.delete(PODS, namespace, name, options)
+        return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}
+
+
+def _condition(kind: str, status: str, reason: str, message: str, now: str) -> Object:
+    condition: Object = {"type": kind, "status": status, "lastTransitionTime": now}
+    if reason:
+        condition["reason"] = reason
+    if message:
+        condition["message"] = message
+    if (kind == "Ready" and reason.startswith("Kubelet")) or reason == "NodeStatusUnknown":
+        condition["lastHeartbeatTime"] = now
+    return condition
+
+
+def _pod_conditions(*, ready: bool, now: str) -> list[Object]:
+    flag = "True" if ready else "False"
+    reason = "" if ready else "ContainersNotReady"
+    return [
+        _condition("PodScheduled", "True", "", "", now),
+        _condition("Initialized", "True", "", "", now),
+        _condition("ContainersReady", flag, reason, "", now),
+        _condition("Ready", flag, reason, "", now),
+    ]
+
+
+def _is_ready(node: Object) -> bool:
+    return any(
+        c.get("type") == "Ready" and c.get("status") == "True"
+        for c in node.get("status", {}).get("conditions", [])
+    )
+
+
+def _readiness_delay(spec: Object) -> float:
+    """When the first readiness probe passes: its initialDelaySeconds (no probe: ready when started)."""
+    delays = [
+        float((c.get("readinessProbe") or {}).get("initialDelaySeconds", 0))
+        for c in spec.get("containers", [])
+    ]
+    return max(delays, default=0.0)
+
+
+def _termination_seconds(pod: Object) -> float:
+    """preStop (a sleep action or an exec of `sleep N`) plus the app's shutdown after SIGTERM."""
+    prestop = 0.0
+    for container in pod["spec"].get("containers", []):
+        hook = (container.get("lifecycle") or {}).get("preStop") or {}
+        if "sleep" in hook:
+            prestop = max(prestop, float(hook["sleep"].get("seconds", 0)))
+        elif "exec" in hook:
+            found = _SLEEP.search(" ".join(hook["exec"].get("command") or []))
+            prestop = max(prestop, float(found.group(1)) if found else 0.0)
+    shutdown = float((pod["metadata"].get("annotations") or {}).get(SHUTDOWN_ANNOTATION, 0))
+    return prestop + shutdown

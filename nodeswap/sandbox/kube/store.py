@@ -1,0 +1,241 @@
+"""The object store behind the sandbox's Kubernetes API: objects, resourceVersions, history and watches.
+
+Every object lives as the JSON the API serves. Each write takes the next resourceVersion (one
+counter for the whole store, as etcd's revision) and is appended to a bounded history; a watch
+resumes from any version still in the history and gets ``410 Expired`` for older ones. The store is
+used under the sandbox's lock; watchers receive events through thread-safe queues.
+"""
+
+from __future__ import annotations
+
+import copy
+import queue
+import secrets
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from nodeswap.sandbox.clock import Clock
+from nodeswap.sandbox.kube import errors
+from nodeswap.sandbox.kube.patch import merge_patch
+from nodeswap.sandbox.kube.resources import Resource
+
+Object = dict[str, Any]
+Matcher = Callable[[Object], bool]
+HISTORY_LIMIT = 50_000
+
+
+def rfc3339(clock: Clock) -> str:
+    return clock.wall().strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class Change:
+    rv: int
+    resource: Resource
+    type: str  # ADDED, MODIFIED, DELETED
+    object: Object
+    old: Object | None
+
+
+@dataclass(eq=False)
+class Watcher:
+    """One open watch: what it selects and the queue its events go to (None closes it)."""
+
+    resource: Resource
+    namespace: str | None
+    matches: Matcher
+    events: queue.SimpleQueue[tuple[str, Object] | None] = field(default_factory=queue.SimpleQueue)
+
+    def offer(self, change: Change) -> None:
+        # A filtered watch sees an object leave its selection as DELETED and enter it as ADDED,
+        # as the API server's watch cache reports it.
+        now = self._selects(change.object) and change.type != "DELETED"
+        before = change.old is not None and self._selects(change.old)
+        if change.type == "DELETED":
+            now, before = False, self._selects(change.object)
+        if now and before:
+            self.events.put(("MODIFIED", change.object))
+        elif now:
+            self.events.put(("ADDED", change.object))
+        elif before:
+            self.events.put(("DELETED", change.object))
+
+    def close(self) -> None:
+        self.events.put(None)
+
+    def _selects(self, obj: Object) -> bool:
+        if self.namespace is not None and obj["metadata"].get("namespace") != self.namespace:
+            return False
+        return self.matches(obj)
+
+
+Listener = Callable[[Change], None]
+
+
+class Store:
+    def __init__(self, clock: Clock, history_limit: int = HISTORY_LIMIT) -> None:
+        self.clock = clock
+        self._objects: dict[str, dict[tuple[str, str], Object]] = {}
+        self._rv = 0
+        self._history: deque[Change] = deque(maxlen=history_limit)
+        self._compacted = 0  # the newest resourceVersion no longer in the history
+        self._watchers: set[Watcher] = set()
+        self.listeners: list[Listener] = []
+
+    @property
+    def resource_version(self) -> int:
+        return self._rv
+
+    # ----- reads (return stored objects: callers must not mutate them) -------------------------
+
+    def get(self, resource: Resource, namespace: str, name: str) -> Object:
+        obj = self._bucket(resource).get((namespace, name))
+        if obj is None:
+            raise errors.not_found(resource, name)
+        return obj
+
+    def find(self, resource: Resource, namespace: str, name: str) -> Object | None:
+        return self._bucket(resource).get((namespace, name))
+
+    def list(self, resource: Resource, namespace: str | None = None) -> list[Object]:
+        objects = self._bucket(resource).values()
+        if namespace is None:
+            return list(objects)
+        return [obj for obj in objects if obj["metadata"].get("namespace") == namespace]
+
+    # ----- writes ----------------------------------------------------------------------------
+
+    def create(self, resource: Resource, obj: Object) -> Object:
+        obj = copy.deepcopy(obj)
+        meta = obj.setdefault("metadata", {})
+        namespace = meta.get("namespace", "") if resource.namespaced else ""
+        if resource.namespaced:
+            meta["namespace"] = namespace
+        else:
+            meta.pop("namespace", None)
+        if not meta.get("name") and meta.get("generateName"):
+            meta["name"] = meta["generateName"] + _suffix()
+        name = meta.get("name")
+        if not name:
+            raise errors.invalid(
+                resource, "", "metadata.name: Required value: name or generateName is required"
+            )
+        if (namespace, name) in self._bucket(resource):
+            raise errors.already_exists(resource, name)
+        obj["apiVersion"], obj["kind"] = resource.api_version, resource.kind
+        meta["uid"] = str(uuid.uuid4())
+        meta["creationTimestamp"] = rfc3339(self.clock)
+        meta.pop("deletionTimestamp", None)
+        if "spec" in obj:
+            meta["generation"] = 1
+        return self._commit(resource, "ADDED", obj, None)
+
+    def update(self, resource: Resource, obj: Object, *, check_version: bool = True) -> Object:
+        """Replace an object. A resourceVersion in ``obj`` must be the stored one (409 otherwise)."""
+        meta = obj.get("metadata", {})
+        namespace = meta.get("namespace", "") if resource.namespaced else ""
+        old = self.get(resource, namespace, meta.get("name", ""))
+        given = meta.get("resourceVersion")
+        if check_version and given and given != old["metadata"]["resourceVersion"]:
+            raise errors.conflict(resource, meta["name"])
+        obj = copy.deepcopy(obj)
+        meta = obj["metadata"]
+        for immutable in ("uid", "creationTimestamp", "namespace"):
+            if immutable in old["metadata"]:
+                meta[immutable] = old["metadata"][immutable]
+        if "deletionTimestamp" in old["metadata"]:
+            meta["deletionTimestamp"] = old["metadata"]["deletionTimestamp"]
+            meta["deletionGracePeriodSeconds"] = old["metadata"].get("deletionGracePeriodSeconds")
+        obj["apiVersion"], obj["kind"] = resource.api_version, resource.kind
+        if "generation" in old["metadata"]:
+            changed = obj.get("spec") != old.get("spec")
+            meta["generation"] = old["metadata"]["generation"] + (1 if changed else 0)
+        if "deletionTimestamp" in meta and not meta.get("finalizers") and resource.kind != "Pod":
+            # The last finalizer is gone from an object being deleted: it goes now.
+            self._commit(resource, "MODIFIED", obj, old)
+            return self.remove(resource, namespace, meta["name"])
+        return self._commit(resource, "MODIFIED", obj, old)
+
+    def modify(
+        self, resource: Resource, namespace: str, name: str, change: Callable[[Object], None]
+    ) -> Object:
+        """Read, change and write back an object (for the simulated controllers)."""
+        obj = copy.deepcopy(self.get(resource, namespace, name))
+        change(obj)
+        return self.update(resource, obj, check_version=False)
+
+    def merge(self, resource: Resource, namespace: str, name: str, changes: Object) -> Object:
+        """Apply a JSON merge patch (RFC 7386: maps merge, None deletes, lists are replaced)."""
+        return self.modify(resource, namespace, name, lambda obj: obj.update(merge_patch(obj, changes)))
+
+    def remove(self, resource: Resource, namespace: str, name: str) -> Object:
+        """Delete an object for good (graceful deletion is the API layer's concern)."""
+        old = self.get(resource, namespace, name)
+        del self._bucket(resource)[(namespace, name)]
+        gone = copy.deepcopy(old)
+        return self._commit(resource, "DELETED", gone, old)
+
+    # ----- watches ---------------------------------------------------------------------------
+
+    def watch(
+        self, resource: Resource, namespace: str | None, matches: Matcher, since: int | None
+    ) -> Watcher:
+        """Open a watch. From ``since`` it replays later changes (410 if they are compacted away);
+        without it, it first reports every current object as ADDED."""
+        watcher = Watcher(resource, namespace, matches)
+        if since is None:
+            for obj in self.list(resource, namespace):
+                if matches(obj):
+                    watcher.events.put(("ADDED", obj))
+        else:
+            if since < self._compacted:
+                raise errors.gone(f"too old resource version: {since} ({self._compacted + 1})")
+            for change in self._history:
+                if change.rv > since and change.resource is resource:
+                    watcher.offer(change)
+        self._watchers.add(watcher)
+        return watcher
+
+    def unwatch(self, watcher: Watcher) -> None:
+        self._watchers.discard(watcher)
+
+    def cut_watches(self) -> int:
+        """End every open watch, as an API server restart or a network cut would."""
+        watchers, self._watchers = self._watchers, set()
+        for watcher in watchers:
+            watcher.close()
+        return len(watchers)
+
+    def changes_since(self, since: int) -> Iterator[Change]:
+        return (change for change in self._history if change.rv > since)
+
+    # ----- internals -------------------------------------------------------------------------
+
+    def _bucket(self, resource: Resource) -> dict[tuple[str, str], Object]:
+        return self._objects.setdefault(resource.key, {})
+
+    def _commit(self, resource: Resource, kind: str, obj: Object, old: Object | None) -> Object:
+        self._rv += 1
+        meta = obj["metadata"]
+        meta["resourceVersion"] = str(self._rv)
+        if kind != "DELETED":
+            self._bucket(resource)[(meta.get("namespace", ""), meta["name"])] = obj
+        if len(self._history) == self._history.maxlen:
+            self._compacted = self._history[0].rv
+        change = Change(self._rv, resource, kind, obj, old)
+        self._history.append(change)
+        for watcher in list(self._watchers):
+            if watcher.resource is resource:
+                watcher.offer(change)
+        for listener in self.listeners:
+            listener(change)
+        return obj
+
+
+def _suffix() -> str:
+    # generateName suffixes use the same alphabet as the API server: no vowels, no confusable digits.
+    alphabet = "bcdfghjklmnpqrstvwxz2456789"
+    return "".join(secrets.choice(alphabet) for _ in range(5))
