@@ -6,15 +6,25 @@ import json
 import urllib.request
 from dataclasses import dataclass
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 import boto3
 from botocore.config import Config
+from kubernetes.client import ApiClient, Configuration
 
 from nodeswap.sandbox.server import Sandbox
 
 # Long enough that nothing boots or shuts down unless a test moves the clock.
 FROZEN_TIMING = {"boot_seconds": 30.0, "shutdown_seconds": 10.0}
+# Short enough that a test watching the cluster in real time waits a second or two at most.
+QUICK_TIMING = {"boot_seconds": 0.3, "shutdown_seconds": 0.2}
+QUICK_KUBERNETES = {
+    "join_seconds": 0.2,
+    "node_ready_seconds": 0.1,
+    "node_gone_seconds": 0.5,
+    "pod_start_seconds": 0.2,
+}
 
 
 @dataclass
@@ -60,6 +70,18 @@ class SandboxClient:
     def states(self, name: str = "workers") -> dict[str, str]:
         """Instance id -> lifecycle state, for the group's instances."""
         return {i["InstanceId"]: i["LifecycleState"] for i in self.group(name)["Instances"]}
+
+    def kube(self) -> ApiClient:
+        """An official Kubernetes Python client for the sandbox's API server."""
+        configuration = Configuration(host=self.sandbox.kube_endpoint)
+        client = ApiClient(configuration)
+        client.user_agent = self.user_agent
+        return client
+
+    def kubeconfig(self, directory: Path) -> Path:
+        path = directory / "kubeconfig"
+        path.write_text(self.sandbox.kubeconfig())
+        return path
 
     def ec2_state(self, instance_id: str) -> str:
         reservations = self.ec2.describe_instances(InstanceIds=[instance_id])["Reservations"]

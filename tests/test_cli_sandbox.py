@@ -76,14 +76,26 @@ def test_detached_sandbox_lifecycle(tmp_path: Path) -> None:
         )
         assert seen.stdout.strip() == "3", seen.stderr
 
+        kubectl = f"source {directory}/env.sh && kubectl get nodes -o name"
+        nodes = subprocess.run(
+            ["bash", "-c", kubectl], capture_output=True, text=True, timeout=60, check=False
+        )
+        assert len(nodes.stdout.split()) == 3, nodes.stderr
+
         again = nodeswap("sandbox", "up", "--detach", "--dir", str(directory))
         assert again.returncode == 2
         assert "already running" in again.stderr
 
         report = nodeswap("sandbox", "report", "--dir", str(directory))
         assert report.returncode == 0, report.stderr
-        requests = json.loads(report.stdout)["requests"]
-        assert [r["operation"] for r in requests] == ["DescribeAutoScalingGroups"]
+        observed = json.loads(report.stdout)
+        assert {"requests", "pdb_violations", "lost_pods", "under_strength"} <= set(observed)
+        requests = observed["requests"]
+        assert [(r["api"], r["operation"]) for r in requests] == [
+            ("aws", "DescribeAutoScalingGroups"),
+            *[("kube", verb) for verb in ("get",) * (len(requests) - 2)],
+            ("kube", "list"),
+        ]
         assert {"api", "operation", "mutating", "status", "user_agent"} <= set(requests[0])
     finally:
         stopped = nodeswap("sandbox", "down", "--dir", str(directory))

@@ -11,7 +11,7 @@ import typer
 from nodeswap.sandbox import process
 from nodeswap.sandbox.scenario import load_scenario
 
-sandbox_app = typer.Typer(no_args_is_help=True, help="Run a local AWS (and later Kubernetes) sandbox.")
+sandbox_app = typer.Typer(no_args_is_help=True, help="Run a local AWS and Kubernetes sandbox.")
 
 DirOption = Annotated[
     Path,
@@ -53,7 +53,8 @@ def down(directory: DirOption = DEFAULT_DIR) -> None:
 
 @sandbox_app.command()
 def report(directory: DirOption = DEFAULT_DIR) -> None:
-    """Print every request the sandbox served, as JSON."""
+    """Print what the sandbox observed, as JSON: every request served, PDB violations, lost pods,
+    workloads below strength."""
     typer.echo(json.dumps(process.fetch(directory, "report"), indent=2))
 
 
@@ -61,7 +62,10 @@ def _print_ready(state: dict[str, Any], directory: Path, detached: bool) -> None
     world = state.get("world") or {}
     groups = ", ".join(group["name"] for group in world.get("groups", []))
     typer.echo(f"sandbox is up: AWS at {state['aws_endpoint']} (region {state['region']}), groups: {groups}")
-    typer.echo(f"  source {directory / process.ENV_FILE}    # point boto3, the AWS CLI and nodeswap at it")
+    typer.echo(f"               Kubernetes at {state['kube_endpoint']}")
+    typer.echo(
+        f"  source {directory / process.ENV_FILE}    # point boto3, the AWS CLI, kubectl, nodeswap at it"
+    )
     typer.echo(f"  nodeswap sandbox report --dir {directory}")
     if detached:
         typer.echo(f"  nodeswap sandbox down --dir {directory}")

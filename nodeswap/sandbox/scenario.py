@@ -86,6 +86,7 @@ class KubernetesSpec(_Strict):
         default_factory=list, description="nodes of these AMIs never get Ready"
     )
     workloads: list[dict[str, Any]] = Field(default_factory=list, description="manifests applied at start")
+    watch_history: int = Field(default=50_000, ge=1, description="changes a watch can resume across")
 
     @model_validator(mode="after")
     def _manifests_have_kind(self) -> KubernetesSpec:

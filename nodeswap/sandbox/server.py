@@ -72,7 +72,7 @@ class Sandbox:
         self.record = Record()
         self.faults = Faults([], scenario.seed)
         self.rules = AutoScalingRules(self.scheduler, scenario.timing)
-        self.store = Store(self.scheduler.clock)
+        self.store = Store(self.scheduler.clock, scenario.kubernetes.watch_history)
         self.observer = Observer(self.scheduler.clock)
         self.cluster = Cluster(self.store, self.scheduler, scenario.kubernetes, self.observer)
         self.rules.on_running.append(self._instance_running)

@@ -13,6 +13,7 @@ import base64
 import copy
 import json
 import queue
+import select
 import socket
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
 MUTATING_VERBS = frozenset({"create", "update", "patch", "delete", "deletecollection"})
 MAX_WATCH_SECONDS = 1800
 BOOKMARK_SECONDS = 5.0
+HANGUP_CHECK_SECONDS = 1.0  # how soon a watch whose client left frees its thread
 StartResponse = Callable[..., Any]
 
 
@@ -78,7 +80,7 @@ def parse_route(path: str) -> Route | None:
 
 def verb_of(method: str, route: Route, query: dict[str, str]) -> str:
     if method == "GET":
-        if query.get("watch") in ("true", "1"):
+        if _flag(query.get("watch")):
             return "watch"
         return "get" if route.name else "list"
     return {"POST": "create", "PUT": "update", "PATCH": "patch"}.get(
@@ -101,7 +103,7 @@ class KubeApi:
             self._drop(environ)
             response = Response(b"", status=500)
         elif fault is not None:
-            response = _status_response(_fault_error(fault), retry_after=fault == "throttle")
+            response = _fault_response(fault)
         else:
             try:
                 response = self._serve(request, route, verb, query)
@@ -134,7 +136,7 @@ class KubeApi:
                 raise errors.ApiError(404, "NotFound", "the server could not find the requested resource")
             return _json(document)
         if verb == "watch":
-            return self._watch(route, query)
+            return self._watch(route, query, request.environ.get("werkzeug.socket"))
         with self.sandbox.lock:
             if verb == "list":
                 return self._list(request, route, query)
@@ -203,11 +205,11 @@ class KubeApi:
             raise errors.bad_request(str(exc)) from exc
         return lambda obj: labels(obj["metadata"].get("labels") or {}) and fields(obj)
 
-    def _watch(self, route: Route, query: dict[str, str]) -> Response:
+    def _watch(self, route: Route, query: dict[str, str], connection: Any) -> Response:
         matches = self._selector(route, query)
         since_text = query.get("resourceVersion", "")
         since = int(since_text) if since_text not in ("", "0") else None
-        bookmarks = query.get("allowWatchBookmarks") in ("true", "1")
+        bookmarks = _flag(query.get("allowWatchBookmarks"))
         timeout = min(float(query.get("timeoutSeconds") or MAX_WATCH_SECONDS), MAX_WATCH_SECONDS)
         with self.sandbox.lock:
             try:
@@ -216,20 +218,24 @@ class KubeApi:
                 # A watch from a compacted version is accepted, then ends with an ERROR event (410).
                 error = json.dumps({"type": "ERROR", "object": exc.status()}).encode() + b"\n"
                 return Response([error], mimetype="application/json")
-        stream = self._stream(route.resource, watcher, timeout, bookmarks)
+        stream = self._stream(route.resource, watcher, timeout, bookmarks, connection)
         return Response(stream, mimetype="application/json", direct_passthrough=True)
 
     def _stream(
-        self, resource: Resource, watcher: Watcher, timeout: float, bookmarks: bool
+        self, resource: Resource, watcher: Watcher, timeout: float, bookmarks: bool, connection: Any
     ) -> Iterator[bytes]:
         deadline = time.monotonic() + timeout
+        next_bookmark = time.monotonic() + BOOKMARK_SECONDS
         try:
+            yield b""  # send the headers now: clients wait for them before they count the watch as open
             while (remaining := deadline - time.monotonic()) > 0:
-                wait = min(remaining, BOOKMARK_SECONDS) if bookmarks else remaining
                 try:
-                    event = watcher.events.get(timeout=wait)
+                    event = watcher.events.get(timeout=min(remaining, HANGUP_CHECK_SECONDS))
                 except queue.Empty:
-                    if bookmarks:
+                    if _hung_up(connection):
+                        return
+                    if bookmarks and time.monotonic() >= next_bookmark:
+                        next_bookmark = time.monotonic() + BOOKMARK_SECONDS
                         yield _line({"type": "BOOKMARK", "object": self._bookmark(resource)})
                     continue
                 if event is None:
@@ -358,23 +364,26 @@ class KubeApi:
             connection.shutdown(socket.SHUT_RDWR)
 
 
-def _fault_error(kind: str) -> errors.ApiError:
+def _fault_response(kind: str) -> Response:
     if kind == "throttle":
-        # API Priority and Fairness rejects with 429 and Retry-After, without DisruptionBudget causes.
-        return errors.ApiError(
-            429, "TooManyRequests", "Too many requests, please try again later.", {"retryAfterSeconds": 1}
-        )
-    if kind == "unavailable":
-        return errors.ApiError(
-            503, "ServiceUnavailable", "the server is currently unable to handle the request"
-        )
-    return errors.ApiError(500, "InternalError", "Internal error occurred: injected by the sandbox")
-
-
-def _status_response(error: errors.ApiError, retry_after: bool = False) -> Response:
-    response = _json(error.status(), status=error.code)
-    if retry_after:
+        # API Priority and Fairness rejects in plain text with Retry-After, not with a Status.
+        response = Response("Too many requests, please try again later.\n", status=429, mimetype="text/plain")
         response.headers["Retry-After"] = "1"
+        return response
+    if kind == "unavailable":
+        return _status_response(
+            errors.ApiError(503, "ServiceUnavailable", "the server is currently unable to handle the request")
+        )
+    return _status_response(
+        errors.ApiError(500, "InternalError", "Internal error occurred: injected by the sandbox")
+    )
+
+
+def _status_response(error: errors.ApiError) -> Response:
+    response = _json(error.status(), status=error.code)
+    retry_after = (error.details or {}).get("retryAfterSeconds")
+    if retry_after:
+        response.headers["Retry-After"] = str(retry_after)
     return response
 
 
@@ -384,7 +393,7 @@ def _reason(response: Response) -> str | None:
     try:
         reason = json.loads(response.get_data()).get("reason")
     except ValueError:
-        return None
+        return response.get_data(as_text=True).strip() or None
     return str(reason) if reason else None
 
 
@@ -392,11 +401,33 @@ def _json(data: Any, content_type: str = "application/json", status: int = 200) 
     return Response(json.dumps(data), status=status, content_type=content_type)
 
 
+def _flag(value: str | None) -> bool:
+    """A boolean query parameter, parsed as Go's strconv.ParseBool does."""
+    return value in ("1", "t", "T", "true", "TRUE", "True")
+
+
+def _hung_up(connection: Any) -> bool:
+    """True once the client closed its end (a readable socket with nothing to read)."""
+    if not isinstance(connection, socket.socket):
+        return False
+    try:
+        readable, _, _ = select.select([connection], [], [], 0)
+        return bool(readable) and connection.recv(1, socket.MSG_PEEK) == b""
+    except OSError:
+        return True
+
+
 def _line(event: Object) -> bytes:
     return json.dumps(event).encode() + b"\n"
 
 
 def _body(request: Request) -> Object:
+    if "protobuf" in request.mimetype:
+        raise errors.ApiError(
+            415,
+            "UnsupportedMediaType",
+            "the sandbox's API server accepts JSON request bodies only, not protobuf",
+        )
     try:
         body = json.loads(request.get_data() or b"{}")
     except ValueError as exc:

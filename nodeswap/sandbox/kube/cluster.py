@@ -22,7 +22,7 @@ from nodeswap.sandbox.clock import Scheduler
 from nodeswap.sandbox.kube import controllers, errors, scheduling
 from nodeswap.sandbox.kube.disruption import judge_eviction
 from nodeswap.sandbox.kube.observe import Observer
-from nodeswap.sandbox.kube.resources import NAMESPACES, NODES, PDBS, PODS, Resource
+from nodeswap.sandbox.kube.resources import LEASES, NAMESPACES, NODES, PDBS, PODS, Resource
 from nodeswap.sandbox.kube.selectors import label_selector_matcher
 from nodeswap.sandbox.kube.store import Change, Object, Store, rfc3339
 from nodeswap.sandbox.scenario import KubernetesSpec
@@ -142,6 +142,15 @@ class Cluster:
             ]
 
         self.store.modify(NODES, "", name, unreachable)
+        # The node lifecycle controller marks the pods of an unreachable node not Ready (MarkPodsNotReady).
+        for pod in self.pods_on(name):
+            meta = pod["metadata"]
+            self.store.merge(
+                PODS,
+                meta["namespace"],
+                meta["name"],
+                {"status": {"conditions": _pod_conditions(ready=False, now=now)}},
+            )
         self.scheduler.call_later(self.spec.node_gone_seconds, lambda: self._node_gone(name))
 
     def _join(self, machine: Machine) -> None:
@@ -193,6 +202,13 @@ class Cluster:
         }
         self.store.create(NODES, node)
         self._nodes[machine.instance_id] = machine.private_dns
+        # The kubelet's heartbeat Lease (kubectl describe node shows it); renewals are not simulated.
+        lease = {
+            "metadata": {"name": machine.private_dns, "namespace": "kube-node-lease"},
+            "spec": {"holderIdentity": machine.private_dns, "leaseDurationSeconds": 40, "renewTime": now},
+        }
+        if self.store.find(LEASES, "kube-node-lease", machine.private_dns) is None:
+            self.store.create(LEASES, lease)
         if machine.image_role not in self.spec.never_ready:
             self.scheduler.call_later(
                 self.spec.node_ready_seconds, lambda: self._node_ready(machine.private_dns)
@@ -209,6 +225,8 @@ class Cluster:
         """The cloud node lifecycle controller deletes the Node; pod GC then removes its pods."""
         if self.store.find(NODES, "", name) is not None:
             self.store.remove(NODES, "", name)
+        if self.store.find(LEASES, "kube-node-lease", name) is not None:
+            self.store.remove(LEASES, "kube-node-lease", name)
 
     def node_alive(self, name: str | None) -> bool:
         if not name or name in self._dead:
@@ -321,6 +339,7 @@ class Cluster:
                     {
                         "name": c["name"],
                         "image": c.get("image", ""),
+                        "imageID": f"{c.get('image', '')}@sha256:{meta['uid'].replace('-', '')}",
                         "ready": False,
                         "restartCount": 0,
                         "started": False,
@@ -395,8 +414,8 @@ class Cluster:
     def defaulted(self, resource: Resource, obj: Object) -> Object:
         """Defaults and admission the API server applies on create."""
         obj = copy.deepcopy(obj)
-        spec = obj.setdefault("spec", {}) if resource.kind not in {"Event", "Lease"} else obj.get("spec")
-        if resource is PODS and spec is not None:
+        if resource is PODS:
+            spec = obj.setdefault("spec", {})
             spec.setdefault("terminationGracePeriodSeconds", DEFAULT_GRACE_SECONDS)
             spec.setdefault("restartPolicy", "Always")
             spec.setdefault("schedulerName", "default-scheduler")
@@ -471,14 +490,12 @@ class Cluster:
         ]
         verdict = judge_eviction(pod, pdbs)
         if verdict.code == 500:
-            raise errors.ApiError(500, "InternalError", verdict.message)
+            raise errors.ApiError(500, "", verdict.message)
         if not verdict.allowed:
-            raise errors.ApiError(
-                429,
-                "TooManyRequests",
-                verdict.message,
-                {"causes": [{"reason": "DisruptionBudget", "message": verdict.cause}]},
-            )
+            details: Object = {"causes": [{"reason": "DisruptionBudget", "message": verdict.cause}]}
+            if verdict.retry_after:
+                details["retryAfterSeconds"] = verdict.retry_after
+            raise errors.ApiError(429, "TooManyRequests", verdict.message, details)
         if verdict.charge is not None:
             now = rfc3339(self.store.clock)
 

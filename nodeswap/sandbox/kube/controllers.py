@@ -68,8 +68,11 @@ WORKLOAD_DEFAULTS: dict[str, Object] = {
 
 
 def defaulted(resource: Resource, obj: Object) -> Object:
-    for key, value in WORKLOAD_DEFAULTS.get(resource.kind, {}).items():
-        obj["spec"].setdefault(key, value)
+    defaults = WORKLOAD_DEFAULTS.get(resource.kind)
+    if defaults is not None:
+        spec = obj.setdefault("spec", {})
+        for key, value in defaults.items():
+            spec.setdefault(key, value)
     return obj
 
 

@@ -145,6 +145,7 @@ class Verdict:
     message: str = ""
     cause: str | None = None
     charge: Object | None = None  # the PDB whose disruptionsAllowed the eviction consumes
+    retry_after: int | None = None  # seconds, when the server knows when to come back
 
     @property
     def allowed(self) -> bool:
@@ -172,9 +173,8 @@ def judge_eviction(pod: Object, pdbs: list[Object]) -> Verdict:
             return Verdict(201)
     name = pdb["metadata"]["name"]
     if status.get("observedGeneration", 0) < pdb["metadata"].get("generation", 0):
-        return Verdict(
-            429, EVICTION_REFUSED, f"The disruption budget {name} is still being processed by the server."
-        )
+        processing = f"The disruption budget {name} is still being processed by the server."
+        return Verdict(429, EVICTION_REFUSED, processing, retry_after=10)
     if status.get("disruptionsAllowed", 0) <= 0:
         return Verdict(
             429,

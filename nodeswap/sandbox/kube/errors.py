@@ -8,6 +8,8 @@ from nodeswap.sandbox.kube.resources import Resource
 
 
 class ApiError(Exception):
+    """An API error; ``details["retryAfterSeconds"]`` is also sent as a Retry-After header."""
+
     def __init__(self, code: int, reason: str, message: str, details: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.code, self.reason, self.message, self.details = code, reason, message, details
@@ -19,9 +21,10 @@ class ApiError(Exception):
             "metadata": {},
             "status": "Failure",
             "message": self.message,
-            "reason": self.reason,
             "code": self.code,
         }
+        if self.reason:
+            status["reason"] = self.reason
         if self.details is not None:
             status["details"] = self.details
         return status

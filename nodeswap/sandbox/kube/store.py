@@ -24,7 +24,6 @@ from nodeswap.sandbox.kube.resources import Resource
 
 Object = dict[str, Any]
 Matcher = Callable[[Object], bool]
-HISTORY_LIMIT = 50_000
 
 
 def rfc3339(clock: Clock) -> str:
@@ -76,7 +75,7 @@ Listener = Callable[[Change], None]
 
 
 class Store:
-    def __init__(self, clock: Clock, history_limit: int = HISTORY_LIMIT) -> None:
+    def __init__(self, clock: Clock, history_limit: int) -> None:
         self.clock = clock
         self._objects: dict[str, dict[tuple[str, str], Object]] = {}
         self._rv = 0
