@@ -25,7 +25,7 @@ from nodeswap.sandbox.kube.resources import BY_KIND
 from nodeswap.sandbox.kube.store import Store
 from nodeswap.sandbox.record import Record
 from nodeswap.sandbox.scenario import Scenario
-from nodeswap.sandbox.seed import SeededWorld, seed
+from nodeswap.sandbox.seed import IMAGE_TAG, SeededWorld, seed
 
 DUMMY_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "sandbox", "AWS_SECRET_ACCESS_KEY": "sandbox"}
 KUBE_CONTEXT = "nodeswap-sandbox"
@@ -166,7 +166,8 @@ class Sandbox:
         self.store.create(resource, self.cluster.defaulted(resource, manifest))
 
     def _instance_running(self, instance: Instance) -> None:
-        roles = {image: role for role, image in (self.world.images.items() if self.world else ())}
+        # An AMI's role (old/new) is its nodeswap-sandbox:image tag, so it is known while seeding too.
+        role = instance.ec2_backend.tags.get(instance.image_id, {}).get(IMAGE_TAG)
         self.cluster.instance_running(
             Machine(
                 instance_id=instance.id,
@@ -174,6 +175,6 @@ class Sandbox:
                 private_dns=instance.private_dns_name,
                 private_ip=instance.private_ip or "",
                 instance_type=instance.instance_type,
-                image_role=roles.get(instance.image_id),
+                image_role=role,
             )
         )

@@ -304,3 +304,26 @@ def test_selectors_and_pagination(core: client.CoreV1Api) -> None:
     assert first.metadata.remaining_item_count == len(everything) - 3
     rest = core.list_namespaced_pod("default", _continue=first.metadata._continue)
     assert [p.metadata.name for p in first.items + rest.items] == sorted(p.metadata.name for p in everything)
+
+
+def test_watch_sends_bookmarks_when_asked(cluster: SandboxClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    from nodeswap.sandbox.kube import apiserver  # noqa: PLC0415
+
+    monkeypatch.setattr(apiserver, "BOOKMARK_SECONDS", 0.2)
+    core = client.CoreV1Api(cluster.kube())
+    version = core.list_node().metadata.resource_version
+    response = core.list_node(
+        watch=True,
+        allow_watch_bookmarks=True,
+        resource_version=version,
+        timeout_seconds=2,
+        _preload_content=False,
+    )
+    events = [yaml.safe_load(line) for line in response.read().decode().splitlines() if line]
+    assert events
+    assert {event["type"] for event in events} == {"BOOKMARK"}
+    assert events[0]["object"] == {
+        "kind": "Node",
+        "apiVersion": "v1",
+        "metadata": {"resourceVersion": version},
+    }

@@ -95,9 +95,12 @@ def test_terminated_instance_loses_its_node_and_pods_come_back(cluster: SandboxC
         cluster,
         "web and db to run elsewhere",
     )
-    lost = cluster.admin("GET", "report")["lost_pods"]
-    assert {p["name"] for p in lost} == serving
-    assert all(p["node"] == victim for p in lost)
+    report = cluster.admin("GET", "report")
+    assert {p["name"] for p in report["lost_pods"]} == serving
+    assert all(p["node"] == victim for p in report["lost_pods"])
+    (db,) = [w for w in report["under_strength"] if w["name"] == "db"]  # db-0 was lost, then came back
+    assert (db["kind"], db["ongoing"], db["desired"]) == ("StatefulSet", False, 2)
+    assert db["seconds"] > 0
 
 
 def test_losing_a_node_under_a_budget_is_a_pdb_violation(start_sandbox: Callable[..., SandboxClient]) -> None:

@@ -157,3 +157,30 @@ def test_cordon_taint_label_annotate(kubectl: Kubectl) -> None:
     assert "unschedulable" not in seen["spec"]  # type: ignore[operator]
     described = kubectl("describe", "node", node).stdout
     assert "ProviderID:" in described
+
+
+VERSIONED = sorted(Path("/usr/lib/google-cloud-sdk/bin").glob("kubectl.1.*"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("binary", VERSIONED, ids=lambda path: path.name)
+def test_other_kubectl_versions_get_cordon_and_drain(
+    cluster: SandboxClient, tmp_path: Path, binary: Path
+) -> None:
+    """kubectl 1.27-1.33 beside the default: reads, node patches and a drain work unchanged. (1.27 and
+    1.28 validate apply against OpenAPI v2 protobuf, which this JSON-only server does not serve.)"""
+    env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig(tmp_path))}
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [str(binary), *args], capture_output=True, text=True, env=env, timeout=90, check=False
+        )
+        assert result.returncode == 0, f"{binary.name} {' '.join(args)}:\n{result.stdout}\n{result.stderr}"
+        return result
+
+    node = run("get", "nodes", "-o", "jsonpath={.items[0].metadata.name}").stdout
+    assert "Ready" in run("get", "nodes").stdout
+    run("cordon", node)
+    run("drain", node, "--ignore-daemonsets", "--delete-emptydir-data", "--timeout=30s")
+    run("uncordon", node)
+    assert "SchedulingDisabled" not in run("get", "node", node).stdout
