@@ -3,12 +3,15 @@
     NodeswapError            anything nodeswap explains to the user instead of a traceback
     ├── UsageError           bad input: a flag, a config or scenario file, a missing resource (exit 2)
     │   └── ScenarioError    a sandbox scenario file that does not parse or validate
+    ├── RefusedError         preflight found causes that would stop the rollout; nothing changed (exit 3)
     └── OperationError       the systems refused or failed an operation; state is as reported (exit 1)
 
 Every error carries a remedy: the one thing the reader should do next.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -35,6 +38,21 @@ class UsageError(NodeswapError):
 
 class ScenarioError(UsageError):
     """A sandbox scenario file is malformed; nothing was started."""
+
+
+class RefusedError(NodeswapError):
+    """Preflight refused to start: each blocker names the object and the remedy."""
+
+    exit_code = EXIT_REFUSED
+
+    def __init__(self, blockers: list[tuple[str, Any]]) -> None:
+        lines = [f"  {group}: {b.subject}: {b.cause}\n    fix: {b.remedy}" for group, b in blockers]
+        super().__init__(
+            "refusing to start; the rollout could not finish without data loss or a violated budget:\n"
+            + "\n".join(lines),
+            "fix each cause above (or pass the flag it names) and re-run; nothing was changed",
+        )
+        self.blockers = blockers
 
 
 class OperationError(NodeswapError):

@@ -11,6 +11,8 @@ import typer
 from typer.core import TyperGroup
 
 from nodeswap import __version__
+from nodeswap.cli.demo import demo
+from nodeswap.cli.replace import replace
 from nodeswap.cli.sandbox import sandbox_app
 from nodeswap.errors import NodeswapError
 
@@ -36,6 +38,8 @@ app = typer.Typer(
     help="Replace the Kubernetes worker nodes behind an AWS Auto Scaling group without downtime.",
 )
 app.add_typer(sandbox_app, name="sandbox")
+app.command()(replace)
+app.command()(demo)
 
 
 def _print_version(value: bool) -> None:

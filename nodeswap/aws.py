@@ -1,0 +1,266 @@
+"""The AWS adapter: the only module that talks to Auto Scaling and EC2 (through boto3).
+
+It returns nodeswap's model, batches describes (one call per group listing, never one per instance),
+treats "already done" as success (terminating a terminating instance, completing a completed
+lifecycle action) and translates SDK errors into nodeswap's errors with a remedy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
+
+from nodeswap import USER_AGENT
+from nodeswap.errors import OperationError, UsageError
+from nodeswap.model import Group, Instance, LaunchSpec, LifecycleHook
+
+# Retries are botocore's: standard mode backs off on throttling (Throttling, RequestLimitExceeded) and 5xx.
+RETRIES = {"mode": "standard", "total_max_attempts": 10}
+STATE_TAG_PREFIX = "nodeswap.io/"
+
+
+@contextmanager
+def _translated(what: str) -> Iterator[None]:
+    try:
+        yield
+    except NoCredentialsError as exc:
+        raise UsageError(
+            f"no AWS credentials found while trying to {what}",
+            "set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or pass --profile",
+        ) from exc
+    except NoRegionError as exc:
+        raise UsageError(
+            f"no AWS region set while trying to {what}", "pass --region or set AWS_REGION"
+        ) from exc
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        code, message = error.get("Code", "Unknown"), error.get("Message", str(exc))
+        if code in (
+            "UnrecognizedClientException",
+            "InvalidClientTokenId",
+            "AuthFailure",
+            "SignatureDoesNotMatch",
+        ):
+            raise UsageError(
+                f"AWS rejected the credentials ({code}) while trying to {what}: {message}",
+                "check the profile or keys and the region",
+            ) from exc
+        raise OperationError(
+            f"AWS refused to {what}: {code}: {message}", "see the message; re-run when fixed"
+        ) from exc
+    except BotoCoreError as exc:
+        raise OperationError(f"could not {what}: {exc}", "check the network and AWS_ENDPOINT_URL") from exc
+
+
+class Aws:
+    def __init__(self, region: str | None = None, profile: str | None = None) -> None:
+        with _translated("set up the AWS session"):
+            session = boto3.Session(region_name=region, profile_name=profile)
+            config = Config(user_agent_extra=USER_AGENT, retries=RETRIES)
+            self.autoscaling = session.client("autoscaling", config=config)
+            self.ec2 = session.client("ec2", config=config)
+        self.region = session.region_name
+
+    # ----- reads -------------------------------------------------------------------------------
+
+    def groups(self, names: list[str], *, hooks: bool = False) -> list[Group]:
+        """The named groups (a UsageError names any that does not exist); their lifecycle hooks too
+        when ``hooks`` (one more call per group)."""
+        with _translated(f"describe Auto Scaling groups {', '.join(names)}"):
+            described = self._describe_groups(AutoScalingGroupNames=names)
+        found = {g["AutoScalingGroupName"] for g in described}
+        missing = [name for name in names if name not in found]
+        if missing:
+            raise UsageError(
+                f"no Auto Scaling group named {', '.join(missing)} in region {self.region}",
+                "check the name (aws autoscaling describe-auto-scaling-groups) and --region",
+            )
+        return [self._group(raw, hooks) for raw in described]
+
+    def groups_by_tag(self, key: str, value: str) -> list[Group]:
+        with _translated(f"find Auto Scaling groups tagged {key}={value}"):
+            described = self._describe_groups(Filters=[{"Name": f"tag:{key}", "Values": [value]}])
+        if not described:
+            raise UsageError(
+                f"no Auto Scaling group is tagged {key}={value} in region {self.region}",
+                "check the tag and --region",
+            )
+        return [self._group(raw, with_hooks=True) for raw in described]
+
+    def _describe_groups(self, **query: Any) -> list[dict[str, Any]]:
+        pages = self.autoscaling.get_paginator("describe_auto_scaling_groups").paginate(**query)
+        return [group for page in pages for group in page["AutoScalingGroups"]]
+
+    def _group(self, raw: dict[str, Any], with_hooks: bool) -> Group:
+        name = raw["AutoScalingGroupName"]
+        hooks = []
+        if with_hooks:
+            with _translated(f"describe the lifecycle hooks of {name}"):
+                hooks = self.autoscaling.describe_lifecycle_hooks(AutoScalingGroupName=name)["LifecycleHooks"]
+        return Group(
+            name=name,
+            min_size=raw["MinSize"],
+            max_size=raw["MaxSize"],
+            desired=raw["DesiredCapacity"],
+            launch=self._group_launch(raw),
+            instances=tuple(self._instance(i) for i in raw.get("Instances", [])),
+            suspended=frozenset(p["ProcessName"] for p in raw.get("SuspendedProcesses", [])),
+            hooks=tuple(
+                LifecycleHook(
+                    h["LifecycleHookName"],
+                    h["LifecycleTransition"],
+                    h.get("HeartbeatTimeout", 3600),
+                    h.get("DefaultResult", "ABANDON"),
+                )
+                for h in hooks
+            ),
+            tags={t["Key"]: t["Value"] for t in raw.get("Tags", [])},
+        )
+
+    def _group_launch(self, raw: dict[str, Any]) -> LaunchSpec:
+        template = raw.get("LaunchTemplate") or (
+            (raw.get("MixedInstancesPolicy") or {})
+            .get("LaunchTemplate", {})
+            .get("LaunchTemplateSpecification")
+        )
+        if template:
+            return self._resolved(template)
+        return LaunchSpec(configuration=raw.get("LaunchConfigurationName"))
+
+    def _resolved(self, template: dict[str, Any]) -> LaunchSpec:
+        """$Latest and $Default (or no version, meaning $Default) become the version number."""
+        version = template.get("Version") or "$Default"
+        if version in ("$Latest", "$Default"):
+            with _translated(f"resolve launch template {template.get('LaunchTemplateId')} {version}"):
+                found = self.ec2.describe_launch_templates(LaunchTemplateIds=[template["LaunchTemplateId"]])
+            described = found["LaunchTemplates"][0]
+            number = described["LatestVersionNumber" if version == "$Latest" else "DefaultVersionNumber"]
+            version = str(number)
+        return LaunchSpec(template["LaunchTemplateId"], template.get("LaunchTemplateName"), str(version))
+
+    @staticmethod
+    def _instance(raw: dict[str, Any]) -> Instance:
+        template = raw.get("LaunchTemplate")
+        launch = (
+            LaunchSpec(
+                template["LaunchTemplateId"], template.get("LaunchTemplateName"), str(template.get("Version"))
+            )
+            if template
+            else LaunchSpec(configuration=raw.get("LaunchConfigurationName"))
+        )
+        return Instance(
+            id=raw["InstanceId"],
+            zone=raw["AvailabilityZone"],
+            lifecycle_state=raw["LifecycleState"],
+            healthy=raw.get("HealthStatus") == "Healthy",
+            launch=launch,
+        )
+
+    def launch_times(self, instance_ids: list[str]) -> dict[str, Any]:
+        if not instance_ids:
+            return {}
+        with _translated("describe the group's instances"):
+            pages = self.ec2.get_paginator("describe_instances").paginate(InstanceIds=instance_ids)
+            return {
+                i["InstanceId"]: i["LaunchTime"]
+                for p in pages
+                for r in p["Reservations"]
+                for i in r["Instances"]
+            }
+
+    # ----- writes ------------------------------------------------------------------------------
+
+    def set_capacity(self, group: str, *, desired: int | None = None, max_size: int | None = None) -> None:
+        update: dict[str, Any] = {"AutoScalingGroupName": group}
+        if desired is not None:
+            update["DesiredCapacity"] = desired
+        if max_size is not None:
+            update["MaxSize"] = max_size
+        with _translated(f"update the capacity of {group}"):
+            self.autoscaling.update_auto_scaling_group(**update)
+
+    def suspend(self, group: str, processes: list[str]) -> None:
+        if processes:
+            with _translated(f"suspend {', '.join(processes)} on {group}"):
+                self.autoscaling.suspend_processes(AutoScalingGroupName=group, ScalingProcesses=processes)
+
+    def resume(self, group: str, processes: list[str]) -> None:
+        if processes:
+            with _translated(f"resume {', '.join(processes)} on {group}"):
+                self.autoscaling.resume_processes(AutoScalingGroupName=group, ScalingProcesses=processes)
+
+    def tag(self, group: str, tags: dict[str, str]) -> None:
+        with _translated(f"record the rollout's state on {group}"):
+            self.autoscaling.create_or_update_tags(
+                Tags=[
+                    {
+                        "ResourceId": group,
+                        "ResourceType": "auto-scaling-group",
+                        "Key": k,
+                        "Value": v,
+                        "PropagateAtLaunch": False,
+                    }
+                    for k, v in tags.items()
+                ]
+            )
+
+    def untag(self, group: str, keys: list[str]) -> None:
+        if keys:
+            with _translated(f"remove the rollout's state from {group}"):
+                self.autoscaling.delete_tags(
+                    Tags=[{"ResourceId": group, "ResourceType": "auto-scaling-group", "Key": k} for k in keys]
+                )
+
+    def terminate(self, instance_id: str) -> None:
+        """Terminate without replacement. An instance already leaving the group is success."""
+        try:
+            with _translated(f"terminate {instance_id}"):
+                self.autoscaling.terminate_instance_in_auto_scaling_group(
+                    InstanceId=instance_id, ShouldDecrementDesiredCapacity=True
+                )
+        except OperationError as exc:
+            if "not found" not in exc.message.lower():
+                raise
+
+    def complete(self, group: str, hook: str, instance_id: str) -> bool:
+        """CONTINUE a pending lifecycle action; False if none is pending (not yet, or already done)."""
+        try:
+            with _translated(f"complete lifecycle hook {hook} for {instance_id}"):
+                self.autoscaling.complete_lifecycle_action(
+                    AutoScalingGroupName=group,
+                    LifecycleHookName=hook,
+                    InstanceId=instance_id,
+                    LifecycleActionResult="CONTINUE",
+                )
+        except OperationError as exc:
+            if "No active Lifecycle Action" in exc.message:
+                return False
+            raise
+        return True
+
+    def bake(self, group: Group, image_id: str) -> LaunchSpec:
+        """A new launch template version with ``image_id``, and the group pointed at it."""
+        launch = group.launch
+        if launch.template_id is None:
+            raise UsageError(
+                f"group {group.name} uses a launch configuration; --ami needs a launch template",
+                "move the group to a launch template first",
+            )
+        with _translated(f"create a launch template version with {image_id}"):
+            created = self.ec2.create_launch_template_version(
+                LaunchTemplateId=launch.template_id,
+                SourceVersion=launch.version,
+                LaunchTemplateData={"ImageId": image_id},
+                VersionDescription=f"{USER_AGENT} --ami {image_id}",
+            )["LaunchTemplateVersion"]
+            version = str(created["VersionNumber"])
+            self.autoscaling.update_auto_scaling_group(
+                AutoScalingGroupName=group.name,
+                LaunchTemplate={"LaunchTemplateId": launch.template_id, "Version": version},
+            )
+        return LaunchSpec(launch.template_id, launch.template_name, version)

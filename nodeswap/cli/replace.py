@@ -1,0 +1,122 @@
+"""`nodeswap replace`: the zero-downtime rollout of one or more Auto Scaling groups."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Annotated
+
+import typer
+
+from nodeswap.aws import Aws
+from nodeswap.cli.output import Renderer
+from nodeswap.errors import UsageError
+from nodeswap.kube import Kube
+from nodeswap.model import Group
+from nodeswap.plan import GroupPlan, Settings
+from nodeswap.rollout import Rollout, RolloutSettings
+
+_DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+
+
+def duration(text: str, option: str) -> timedelta:
+    """kubectl-style durations: 90s, 15m, 1h30m, 7d."""
+    match = _DURATION.match(text.strip())
+    if not text.strip() or not match:
+        raise UsageError(
+            f"{option}: {text!r} is not a duration", f"write it like 90s, 15m, 1h30m or 7d ({option})"
+        )
+    days, hours, minutes, seconds = (int(part or 0) for part in match.groups())
+    return timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
+
+
+def replace(  # noqa: PLR0917 - a Typer command: its parameters are the command line
+    asg: Annotated[
+        list[str] | None, typer.Option("--asg", help="Auto Scaling group to replace (repeatable).")
+    ] = None,
+    asg_tag: Annotated[str | None, typer.Option("--asg-tag", help="Select groups by tag KEY=VALUE.")] = None,
+    replace_all: Annotated[
+        bool, typer.Option("--all", help="Replace every instance, not only outdated ones.")
+    ] = False,
+    older_than: Annotated[
+        str | None, typer.Option(help="Replace instances older than this (e.g. 7d).")
+    ] = None,
+    ami: Annotated[
+        str | None, typer.Option(help="First create a launch template version with this AMI.")
+    ] = None,
+    ignore_daemonsets: Annotated[bool, typer.Option(help="Leave DaemonSet pods in place.")] = True,
+    delete_emptydir_data: Annotated[
+        bool, typer.Option(help="Evict pods using emptyDir (their data is lost).")
+    ] = False,
+    force: Annotated[
+        bool, typer.Option(help="Evict pods that have no controller (they are not recreated).")
+    ] = False,
+    grace_period: Annotated[
+        int | None, typer.Option(help="Override the pods' termination grace period.")
+    ] = None,
+    drain_timeout: Annotated[str, typer.Option(help="Give up draining after this long.")] = "15m",
+    join_timeout: Annotated[str, typer.Option(help="Give up waiting for new nodes after this long.")] = "15m",
+    lifecycle_hook: Annotated[
+        str | None, typer.Option(help="Termination hook to complete (default: discovered).")
+    ] = None,
+    no_raise_max: Annotated[
+        bool, typer.Option("--no-raise-max", help="Refuse instead of raising MaxSize.")
+    ] = False,
+    region: Annotated[str | None, typer.Option(envvar="AWS_REGION", help="AWS region.")] = None,
+    profile: Annotated[str | None, typer.Option(envvar="AWS_PROFILE", help="AWS profile.")] = None,
+    kubeconfig: Annotated[str | None, typer.Option(envvar="KUBECONFIG", help="kubeconfig file.")] = None,
+    context: Annotated[str | None, typer.Option(help="kubeconfig context.")] = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    dry_run: Annotated[bool, typer.Option(help="Plan and check, change nothing.")] = False,
+    output: Annotated[str, typer.Option(help="text or json (one event per line).")] = "text",
+) -> None:
+    """Replace the outdated worker nodes of Auto Scaling groups without dropping any PodDisruptionBudget."""
+    if output not in ("text", "json"):
+        raise UsageError(f"--output: {output!r} is not text or json", "pass --output text or --output json")
+    if bool(asg) == bool(asg_tag):
+        raise UsageError(
+            "name the groups with --asg NAME (repeatable) or --asg-tag KEY=VALUE", "pass exactly one"
+        )
+    if asg_tag is not None and "=" not in asg_tag:
+        raise UsageError(f"--asg-tag: {asg_tag!r} is not KEY=VALUE", "write it like --asg-tag role=workers")
+    settings = RolloutSettings(
+        plan=Settings(
+            replace_all=replace_all,
+            older_than=duration(older_than, "--older-than") if older_than else None,
+            ignore_daemonsets=ignore_daemonsets,
+            delete_emptydir_data=delete_emptydir_data,
+            force=force,
+            may_raise_max_size=not no_raise_max,
+        ),
+        drain_timeout=duration(drain_timeout, "--drain-timeout"),
+        join_timeout=duration(join_timeout, "--join-timeout"),
+        grace_period=grace_period,
+        lifecycle_hook=lifecycle_hook,
+        dry_run=dry_run,
+        ami=ami,
+    )
+    renderer = Renderer(output)  # type: ignore[arg-type]
+    aws = Aws(region=region, profile=profile)
+    kube = Kube(kubeconfig=kubeconfig, context=context)
+    groups = (
+        aws.groups(list(asg or []), hooks=True) if asg else aws.groups_by_tag(*str(asg_tag).split("=", 1))
+    )
+    _check_in_cluster(groups, kube)
+
+    def confirm(plans: list[GroupPlan]) -> bool:
+        return yes or typer.confirm(f"replace {sum(p.surge for p in plans)} instances?", default=False)
+
+    summaries = Rollout(aws, kube, settings, renderer.event, confirm).replace(groups)
+    renderer.summary([s.as_dict() for s in summaries])
+
+
+def _check_in_cluster(groups: list[Group], kube: Kube) -> None:
+    """A group none of whose instances is a node of this cluster means a wrong kubeconfig or context."""
+    known = {node.instance_id for node in kube.nodes()}
+    for group in groups:
+        if group.instances and not any(i.id in known for i in group.instances):
+            raise UsageError(
+                f"none of the {len(group.instances)} instances of group {group.name} is a node of this "
+                "cluster",
+                "check --kubeconfig and --context point at the cluster the group's instances join",
+            )

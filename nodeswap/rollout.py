@@ -1,0 +1,449 @@
+"""The rollout engine: replace the outdated instances of a group without dropping a workload below its
+PodDisruptionBudget, resumable from whatever state the systems are in.
+
+IMPORTANT, the order of side effects (``Rollout._replace``), and why:
+1. record on the group what restoring needs (original capacity, the processes nodeswap suspends)
+   before changing anything, so any later run can finish or undo the rollout;
+2. suspend the processes that would fight the rollout (AZRebalance would terminate new instances to
+   rebalance zones), then surge: new capacity first, so evicted pods have somewhere to go;
+3. wait until the new nodes are Ready, and keep cluster-autoscaler from removing them;
+4. fence ALL old nodes (taint + cordon) before evicting anything, so no evicted pod lands on a node
+   that is about to be drained next;
+5. evict through the Eviction API, which lets the PDBs gate every move;
+6. terminate an instance only once its node holds nothing evictable, and complete its termination
+   hook only then; never delete the Node object (the termination handler looks it up);
+7. restore MaxSize, the processes nodeswap suspended (only those) and the annotations; remove the record.
+
+Nothing is kept only in memory: a re-run reads the record and the systems and continues.
+The engine emits events; the CLI renders them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import queue
+import socket
+import threading
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from kubernetes import client
+
+from nodeswap.aws import STATE_TAG_PREFIX, Aws
+from nodeswap.errors import OperationError, RefusedError
+from nodeswap.kube import RETIRING_TAINT, SCALE_DOWN_DISABLED, Eviction, Kube
+from nodeswap.model import Group, Pod
+from nodeswap.plan import Action, GroupPlan, Settings, decide, outdated, plan_group
+
+ORIGINAL_TAG = f"{STATE_TAG_PREFIX}original-capacity"  # "min,max,desired"
+SUSPENDED_TAG = f"{STATE_TAG_PREFIX}suspended"  # the processes nodeswap suspended, "" for none
+RUN_TAG = f"{STATE_TAG_PREFIX}run"
+# Processes that would change the group under the rollout: zone rebalancing terminates instances,
+# alarms and scheduled actions change desired capacity.
+FIGHTING_PROCESSES = ("AZRebalance", "AlarmNotification", "ScheduledActions")
+LEASE_SECONDS = 60
+# Auto Scaling has no watch: while waiting on it, the group is re-read at this interval (and at once
+# whenever the cluster changes), in one DescribeAutoScalingGroups call for the whole group.
+AWS_RECHECK_SECONDS = 5.0
+Emit = Callable[["Event"], None]
+
+
+@dataclass(frozen=True)
+class Event:
+    group: str
+    phase: str
+    message: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RolloutSettings:
+    plan: Settings = field(default_factory=Settings)
+    drain_timeout: timedelta = timedelta(minutes=15)
+    join_timeout: timedelta = timedelta(minutes=15)
+    grace_period: int | None = None
+    lifecycle_hook: str | None = None
+    dry_run: bool = False
+    ami: str | None = None
+
+
+@dataclass
+class Summary:
+    group: str
+    replaced: list[str] = field(default_factory=list)
+    evicted: int = 0
+    phases: dict[str, float] = field(default_factory=dict)
+    waited_on_budgets: dict[str, float] = field(default_factory=dict)
+    nothing_to_do: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "group": self.group,
+            "nodes_replaced": len(self.replaced),
+            "instances_replaced": self.replaced,
+            "pods_evicted": self.evicted,
+            "phase_seconds": {k: round(v, 2) for k, v in self.phases.items()},
+            "waited_on_budgets_seconds": {k: round(v, 2) for k, v in self.waited_on_budgets.items()},
+            "nothing_to_do": self.nothing_to_do,
+        }
+
+
+@dataclass(frozen=True)
+class Capacity:
+    min_size: int
+    max_size: int
+    desired: int
+
+    def tag(self) -> str:
+        return f"{self.min_size},{self.max_size},{self.desired}"
+
+    @classmethod
+    def parse(cls, text: str) -> Capacity:
+        low, high, desired = (int(part) for part in text.split(","))
+        return cls(low, high, desired)
+
+
+class Rollout:
+    def __init__(
+        self,
+        aws: Aws,
+        kube: Kube,
+        settings: RolloutSettings,
+        emit: Emit,
+        confirm: Callable[[list[GroupPlan]], bool] = lambda plans: True,
+    ) -> None:
+        self.aws, self.kube, self.settings, self.emit, self.confirm = aws, kube, settings, emit, confirm
+        self.run_id = uuid.uuid4().hex[:8]
+
+    # ----- planning ----------------------------------------------------------------------------
+
+    def plan(self, group: Group) -> GroupPlan:
+        return plan_group(
+            self._aged(group),
+            self.kube.nodes(),
+            self.kube.pods(),
+            self.kube.budgets(),
+            settings=self.settings.plan,
+            now=datetime.now(UTC),
+        )
+
+    def replace(self, groups: list[Group]) -> list[Summary]:
+        if self.settings.ami:
+            groups = [self._bake(group) for group in groups]
+        plans = [self.plan(group) for group in groups]
+        blockers = [(p.group.name, b) for p in plans for b in p.blockers if ORIGINAL_TAG not in p.group.tags]
+        for plan in plans:
+            self._announce(plan)
+        if blockers:
+            raise RefusedError(blockers)
+        if self.settings.dry_run or not any(p.outdated or ORIGINAL_TAG in p.group.tags for p in plans):
+            return [Summary(p.group.name, nothing_to_do=not p.outdated) for p in plans]
+        if not self.confirm(plans):
+            raise OperationError("not confirmed; nothing was changed", "re-run and answer y, or pass --yes")
+        return [self._replace(plan) for plan in plans]
+
+    def _bake(self, group: Group) -> Group:
+        launch = self.aws.bake(group, self.settings.ami or "")
+        self.emit(Event(group.name, "plan", f"created {launch.describe()} with {self.settings.ami}"))
+        return self.aws.groups([group.name], hooks=True)[0]
+
+    def _announce(self, plan: GroupPlan) -> None:
+        name = plan.group.name
+        if not plan.outdated and ORIGINAL_TAG not in plan.group.tags:
+            self.emit(Event(name, "plan", "nothing to replace: every instance is up to date"))
+            return
+        for instance in plan.outdated:
+            node = plan.nodes.get(instance.id)
+            self.emit(
+                Event(
+                    name,
+                    "plan",
+                    f"replace {instance.id} ({node.name if node else 'no node'}): "
+                    f"{plan.reasons[instance.id]}",
+                    {"instance": instance.id},
+                )
+            )
+        self.emit(
+            Event(
+                name,
+                "plan",
+                f"{len(plan.evictions)} pods to evict; surge {plan.surge} "
+                f"(desired {plan.group.desired} -> {plan.max_size_needed})",
+                {"evictions": len(plan.evictions), "surge": plan.surge},
+            )
+        )
+        for blocker in plan.blockers:
+            self.emit(
+                Event(
+                    name,
+                    "preflight",
+                    f"{blocker.subject}: {blocker.cause} -> {blocker.remedy}",
+                    {"blocker": blocker.subject},
+                )
+            )
+
+    # ----- the rollout, in order ---------------------------------------------------------------
+
+    def _replace(self, plan: GroupPlan) -> Summary:
+        name = plan.group.name
+        summary = Summary(name)
+        with self._locked(name), self.kube.changes() as changes:
+            group = self.aws.groups([name])[0]
+            original = self._record(group)
+            self._phase(summary, "surge", lambda: self._surge(name, original))
+            new_nodes = self._phase(summary, "join", lambda: self._join(name, original, changes))
+            old = self._outdated(name)  # re-read: the plan may be stale after the wait
+            nodes = [n for n in self.kube.nodes() if n.instance_id in old]
+            self._phase(summary, "fence", lambda: self._fence(name, [n.name for n in nodes]))
+            self._phase(
+                summary, "drain", lambda: self._drain(name, [n.name for n in nodes], changes, summary)
+            )
+            self._phase(summary, "retire", lambda: self._retire(name, list(old), summary))
+            self._phase(summary, "restore", lambda: self._restore(name, original, new_nodes))
+        self.emit(
+            Event(
+                name,
+                "done",
+                f"replaced {len(summary.replaced)} nodes, evicted {summary.evicted} pods",
+                summary.as_dict(),
+            )
+        )
+        return summary
+
+    def _phase(self, summary: Summary, phase: str, step: Callable[[], Any]) -> Any:
+        started = time.monotonic()
+        self.emit(Event(summary.group, phase, f"{phase} started"))
+        result = step()
+        summary.phases[phase] = summary.phases.get(phase, 0.0) + time.monotonic() - started
+        return result
+
+    def _record(self, group: Group) -> Capacity:
+        """Read the record of an interrupted run, or write one before the first change."""
+        if ORIGINAL_TAG in group.tags:
+            original = Capacity.parse(group.tags[ORIGINAL_TAG])
+            self.emit(
+                Event(
+                    group.name,
+                    "resume",
+                    f"continuing the rollout recorded on the group "
+                    f"(original min/max/desired {original.tag()})",
+                )
+            )
+            return original
+        original = Capacity(group.min_size, group.max_size, group.desired)
+        suspend = [p for p in FIGHTING_PROCESSES if p not in group.suspended]
+        self.aws.tag(
+            group.name, {ORIGINAL_TAG: original.tag(), SUSPENDED_TAG: ",".join(suspend), RUN_TAG: self.run_id}
+        )
+        return original
+
+    def _outdated(self, name: str) -> dict[str, str]:
+        return outdated(self._aged(self.aws.groups([name])[0]), self.settings.plan, datetime.now(UTC))
+
+    def _aged(self, group: Group) -> Group:
+        """The group with its instances' launch times, which only --older-than needs (an EC2 call)."""
+        if self.settings.plan.older_than is None:
+            return group
+        launched = self.aws.launch_times([i.id for i in group.instances])
+        aged = tuple(dataclasses.replace(i, launched_at=launched.get(i.id)) for i in group.instances)
+        return dataclasses.replace(group, instances=aged)
+
+    def _surge(self, name: str, original: Capacity) -> None:
+        group = self.aws.groups([name])[0]
+        self.aws.suspend(name, [p for p in group.tags.get(SUSPENDED_TAG, "").split(",") if p])
+        target = original.desired + len(self._outdated(name))
+        if group.desired < target:
+            self.aws.set_capacity(name, desired=target, max_size=max(group.max_size, target))
+            self.emit(Event(name, "surge", f"desired {group.desired} -> {target}", {"desired": target}))
+
+    def _join(self, name: str, original: Capacity, changes: queue.Queue[str]) -> list[str]:
+        """Wait until ``original.desired`` up-to-date instances are InService with their nodes Ready."""
+        deadline = time.monotonic() + self.settings.join_timeout.total_seconds()
+        while True:
+            group = self.aws.groups([name])[0]
+            old = self._outdated(name)
+            fresh = {i.id for i in group.instances if i.lifecycle_state == "InService" and i.id not in old}
+            ready = [n.name for n in self.kube.nodes() if n.instance_id in fresh and n.ready]
+            if len(ready) >= original.desired:
+                for node in ready:
+                    self.kube.annotate(node, SCALE_DOWN_DISABLED, "true")
+                self.emit(Event(name, "join", f"{len(ready)} new nodes Ready", {"nodes": ready}))
+                return ready
+            if time.monotonic() > deadline:
+                raise OperationError(
+                    f"only {len(ready)} of {original.desired} new nodes became Ready within "
+                    f"{self.settings.join_timeout}; nothing old was touched",
+                    "check why new instances do not join (kubectl get nodes, the instances' console "
+                    "output), then re-run the same command to continue",
+                )
+            _wait(changes, min(AWS_RECHECK_SECONDS, deadline - time.monotonic()))
+
+    def _fence(self, name: str, nodes: list[str]) -> None:
+        for node in nodes:
+            self.kube.fence(node, self.run_id)
+            self.kube.event(
+                node,
+                "NodeswapFenced",
+                f"nodeswap: tainted {RETIRING_TAINT} and cordoned; its pods will be evicted",
+            )
+        self.emit(Event(name, "fence", f"tainted and cordoned {len(nodes)} old nodes", {"nodes": nodes}))
+
+    def _drain(self, name: str, nodes: list[str], changes: queue.Queue[str], summary: Summary) -> None:
+        """Evict every evictable pod of the fenced nodes, all at once: the budgets gate the pace."""
+        deadline = time.monotonic() + self.settings.drain_timeout.total_seconds()
+        blocked_since: dict[str, float] = {}
+        while True:
+            pods = [p for p in self.kube.pods() if p.node in nodes and self._evictable(p)]
+            if not pods:
+                for budget, since in blocked_since.items():
+                    summary.waited_on_budgets[budget] = (
+                        summary.waited_on_budgets.get(budget, 0) + time.monotonic() - since
+                    )
+                self.emit(Event(name, "drain", f"drained {len(nodes)} nodes"))
+                return
+            if time.monotonic() > deadline:
+                raise OperationError(
+                    self._stuck(pods, blocked_since),
+                    "relax or fix what blocks them, then re-run the same command to continue; "
+                    "nothing holding an evictable pod was terminated",
+                )
+            for pod in pods:
+                if pod.deleting:
+                    continue
+                result = self.kube.evict(pod, self.settings.grace_period)
+                if result.outcome is Eviction.EVICTED:
+                    summary.evicted += 1
+                    self.emit(Event(name, "drain", f"evicted {pod.key}", {"pod": pod.key}))
+                elif result.outcome is Eviction.BLOCKED:
+                    key = result.message or "a disruption budget"
+                    if key not in blocked_since:
+                        blocked_since[key] = time.monotonic()
+                        self.emit(Event(name, "drain", f"waiting on {pod.key}: {key}", {"pod": pod.key}))
+                elif result.outcome is Eviction.MISCONFIGURED:
+                    raise OperationError(
+                        f"cannot evict {pod.key}: {result.message}",
+                        "make the PodDisruptionBudgets' selectors disjoint, then re-run",
+                    )
+            _wait(changes, max(0.0, deadline - time.monotonic()))
+
+    def _evictable(self, pod: Pod) -> bool:
+        return decide(pod, self.settings.plan).action is Action.EVICT
+
+    @staticmethod
+    def _stuck(pods: list[Pod], blocked: dict[str, float]) -> str:
+        by_cause: dict[str, list[str]] = defaultdict(list)
+        for pod in pods:
+            by_cause["still terminating" if pod.deleting else "eviction refused"].append(pod.key)
+        lines = [f"  {cause}: {', '.join(sorted(keys))}" for cause, keys in by_cause.items()]
+        lines += [f"  waiting on: {budget}" for budget in blocked]
+        return "the drain timed out with pods still on the old nodes:\n" + "\n".join(lines)
+
+    def _retire(self, name: str, instances: list[str], summary: Summary) -> None:
+        group = self.aws.groups([name], hooks=True)[0]
+        hooks = [h.name for h in group.hooks if h.terminating]
+        if self.settings.lifecycle_hook:
+            hooks = [self.settings.lifecycle_hook]
+        node_of = {n.instance_id: n.name for n in self.kube.nodes()}
+        for instance in instances:
+            if instance in node_of:
+                self.kube.event(node_of[instance], "NodeswapRetiring", f"nodeswap: terminating {instance}")
+            self.aws.terminate(instance)
+            for hook in hooks:
+                self._complete(name, hook, instance)
+            summary.replaced.append(instance)
+            self.emit(Event(name, "retire", f"terminated {instance}", {"instance": instance}))
+
+    def _complete(self, name: str, hook: str, instance: str) -> None:
+        """CONTINUE the termination hook once the instance waits on it (the node is empty by now)."""
+        delay = 0.2
+        for _ in range(20):
+            if self.aws.complete(name, hook, instance):
+                return
+            state = self.aws.groups([name])[0].instance(instance)
+            if state is None or not state.lifecycle_state.startswith("Terminating"):
+                return  # completed by another tool, or the instance is gone: success
+            if state.lifecycle_state != "Terminating:Wait":
+                return
+            time.sleep(delay)  # the action appears moments after the termination call; AWS has no watch
+            delay = min(delay * 2, AWS_RECHECK_SECONDS)
+
+    def _restore(self, name: str, original: Capacity, new_nodes: list[str]) -> None:
+        group = self.aws.groups([name])[0]
+        self.aws.set_capacity(name, max_size=original.max_size)
+        self.aws.resume(name, [p for p in group.tags.get(SUSPENDED_TAG, "").split(",") if p])
+        for node in new_nodes:
+            self.kube.annotate(node, SCALE_DOWN_DISABLED, None)
+        self.aws.untag(name, [ORIGINAL_TAG, SUSPENDED_TAG, RUN_TAG])
+        self.emit(Event(name, "restore", f"restored MaxSize {original.max_size} and resumed processes"))
+
+    # ----- the lock ----------------------------------------------------------------------------
+
+    @contextmanager
+    def _locked(self, group: str) -> Iterator[None]:
+        name = f"nodeswap-{group}"
+        holder = f"{socket.gethostname()}/{os.getpid()}/{self.run_id}"
+        self._acquire(name, holder, group)
+        stop = threading.Event()
+        renewer = threading.Thread(target=self._renew, args=(name, holder, stop), daemon=True)
+        renewer.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            renewer.join()
+            self.kube.delete_lease(name)
+
+    def _acquire(self, name: str, holder: str, group: str) -> None:
+        now = datetime.now(UTC)
+        current = self.kube.lease(name)
+        lease = client.V1Lease(
+            metadata=client.V1ObjectMeta(name=name),
+            spec=client.V1LeaseSpec(
+                holder_identity=holder, lease_duration_seconds=LEASE_SECONDS, acquire_time=now, renew_time=now
+            ),
+        )
+        if current is not None:
+            spec = current.spec
+            expires = (spec.renew_time or spec.acquire_time) + timedelta(
+                seconds=spec.lease_duration_seconds or 0
+            )
+            if spec.holder_identity != holder and expires > now:
+                raise OperationError(
+                    f"group {group} is being replaced by {spec.holder_identity} (lock {name} in kube-system, "
+                    f"renewed {spec.renew_time:%H:%M:%S}, expires {expires:%H:%M:%S} UTC)",
+                    "wait for that run to finish; if it died, re-run once the lock has expired",
+                )
+            lease.metadata.resource_version = current.metadata.resource_version
+            self.emit(Event(group, "lock", f"taking over the expired lock of {spec.holder_identity}"))
+        if self.kube.write_lease(lease, create=current is None) is None:
+            raise OperationError(
+                f"another run took the lock {name} at the same moment", "wait for that run to finish"
+            )
+
+    def _renew(self, name: str, holder: str, stop: threading.Event) -> None:
+        while not stop.wait(LEASE_SECONDS / 3):
+            lease = self.kube.lease(name)
+            if lease is None or lease.spec.holder_identity != holder:
+                return
+            lease.spec.renew_time = datetime.now(UTC)
+            self.kube.write_lease(lease, create=False)
+
+
+def _wait(changes: queue.Queue[str], seconds: float) -> None:
+    """Block until something in the cluster changes (or ``seconds`` pass), then drop the backlog."""
+    try:
+        changes.get(timeout=max(seconds, 0.0))
+    except queue.Empty:
+        return
+    while True:
+        try:
+            changes.get_nowait()
+        except queue.Empty:
+            return
