@@ -7,6 +7,7 @@ lifecycle action) and translates SDK errors into nodeswap's errors with a remedy
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -161,17 +162,31 @@ class Aws:
             launch=launch,
         )
 
-    def launch_times(self, instance_ids: list[str]) -> dict[str, Any]:
-        if not instance_ids:
-            return {}
-        with _translated("describe the group's instances"):
-            pages = self.ec2.get_paginator("describe_instances").paginate(InstanceIds=instance_ids)
-            return {
-                i["InstanceId"]: i["LaunchTime"]
-                for p in pages
-                for r in p["Reservations"]
-                for i in r["Instances"]
-            }
+    def with_details(self, group: Group) -> Group:
+        """The group with its instances' launch times and images, from one paginated EC2 describe."""
+        ids = [i.id for i in group.instances]
+        if not ids:
+            return group
+        with _translated(f"describe the instances of {group.name}"):
+            pages = self.ec2.get_paginator("describe_instances").paginate(InstanceIds=ids)
+            details = {i["InstanceId"]: i for p in pages for r in p["Reservations"] for i in r["Instances"]}
+        instances = tuple(
+            dataclasses.replace(i, launched_at=details[i.id]["LaunchTime"], image_id=details[i.id]["ImageId"])
+            if i.id in details
+            else i
+            for i in group.instances
+        )
+        return dataclasses.replace(group, instances=instances)
+
+    def image_of(self, launch: LaunchSpec) -> str | None:
+        if launch.template_id is None:
+            return None
+        with _translated(f"describe {launch.describe()}"):
+            versions = self.ec2.describe_launch_template_versions(
+                LaunchTemplateId=launch.template_id, Versions=[launch.version or "$Default"]
+            )["LaunchTemplateVersions"]
+        image: str | None = versions[0]["LaunchTemplateData"].get("ImageId") if versions else None
+        return image
 
     # ----- writes ------------------------------------------------------------------------------
 

@@ -34,6 +34,7 @@ class Settings:
 
     replace_all: bool = False
     older_than: timedelta | None = None
+    image: str | None = None  # --ami: instances running another image are outdated
     ignore_daemonsets: bool = True
     delete_emptydir_data: bool = False
     force: bool = False
@@ -86,6 +87,11 @@ def outdated(group: Group, settings: Settings, now: datetime) -> dict[str, str]:
             continue
         if settings.replace_all:
             reasons[instance.id] = "--all replaces every instance"
+        elif settings.image is not None:
+            if instance.image_id != settings.image:
+                reasons[instance.id] = (
+                    f"runs {instance.image_id or 'an unknown image'}, rolling out {settings.image}"
+                )
         elif settings.older_than is not None:
             if instance.launched_at is not None and now - instance.launched_at > settings.older_than:
                 age = now - instance.launched_at

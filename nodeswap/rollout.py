@@ -20,7 +20,6 @@ The engine emits events; the CLI renders them.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import queue
 import socket
@@ -135,8 +134,7 @@ class Rollout:
         )
 
     def replace(self, groups: list[Group]) -> list[Summary]:
-        if self.settings.ami:
-            groups = [self._bake(group) for group in groups]
+        """Plan every group, refuse on any blocker, then replace them one after the other."""
         plans = [self.plan(group) for group in groups]
         blockers = [(p.group.name, b) for p in plans for b in p.blockers if ORIGINAL_TAG not in p.group.tags]
         for plan in plans:
@@ -147,12 +145,21 @@ class Rollout:
             return [Summary(p.group.name, nothing_to_do=not p.outdated) for p in plans]
         if not self.confirm(plans):
             raise OperationError("not confirmed; nothing was changed", "re-run and answer y, or pass --yes")
-        return [self._replace(plan) for plan in plans]
+        summaries = []
+        for plan in plans:
+            with self._locked(plan.group.name):
+                if self.settings.ami:
+                    self._bake(plan.group.name)
+                summaries.append(self._replace(plan))
+        return summaries
 
-    def _bake(self, group: Group) -> Group:
+    def _bake(self, name: str) -> None:
+        """Point the group at a launch template version with the new AMI, unless it already is."""
+        group = self.aws.groups([name])[0]
+        if self.aws.image_of(group.launch) == self.settings.ami:
+            return
         launch = self.aws.bake(group, self.settings.ami or "")
-        self.emit(Event(group.name, "plan", f"created {launch.describe()} with {self.settings.ami}"))
-        return self.aws.groups([group.name], hooks=True)[0]
+        self.emit(Event(name, "bake", f"created {launch.describe()} with {self.settings.ami}"))
 
     def _announce(self, plan: GroupPlan) -> None:
         name = plan.group.name
@@ -194,7 +201,7 @@ class Rollout:
     def _replace(self, plan: GroupPlan) -> Summary:
         name = plan.group.name
         summary = Summary(name)
-        with self._locked(name), self.kube.changes() as changes:
+        with self.kube.changes() as changes:
             group = self.aws.groups([name])[0]
             original = self._record(group)
             self._phase(summary, "surge", lambda: self._surge(name, original))
@@ -248,12 +255,10 @@ class Rollout:
         return outdated(self._aged(self.aws.groups([name])[0]), self.settings.plan, datetime.now(UTC))
 
     def _aged(self, group: Group) -> Group:
-        """The group with its instances' launch times, which only --older-than needs (an EC2 call)."""
-        if self.settings.plan.older_than is None:
+        """The group with its instances' launch times and images, when the selection needs them."""
+        if self.settings.plan.older_than is None and self.settings.plan.image is None:
             return group
-        launched = self.aws.launch_times([i.id for i in group.instances])
-        aged = tuple(dataclasses.replace(i, launched_at=launched.get(i.id)) for i in group.instances)
-        return dataclasses.replace(group, instances=aged)
+        return self.aws.with_details(group)
 
     def _surge(self, name: str, original: Capacity) -> None:
         group = self.aws.groups([name])[0]

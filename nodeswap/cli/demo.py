@@ -28,6 +28,7 @@ def demo(
         raise OperationError(f"the sandbox is not installed ({exc})", "pip install -e '.[sandbox]'") from exc
     from nodeswap.aws import Aws  # noqa: PLC0415
     from nodeswap.kube import Kube  # noqa: PLC0415
+    from nodeswap.plan import Settings  # noqa: PLC0415
     from nodeswap.rollout import Rollout, RolloutSettings  # noqa: PLC0415
 
     renderer = Renderer("json" if output == "json" else "text")
@@ -45,7 +46,7 @@ def demo(
             assert world is not None
             new_image = world.images["new"]
             typer.echo(f"the sandbox's group runs AMI {world.images['old']}; rolling out {new_image}\n")
-            settings = RolloutSettings(ami=new_image)
+            settings = RolloutSettings(plan=Settings(image=new_image), ami=new_image)
             groups = aws.groups([g.name for g in world.groups], hooks=True)
             summaries = Rollout(aws, kube, settings, renderer.event).replace(groups)
             renderer.summary([s.as_dict() for s in summaries])

@@ -83,6 +83,7 @@ def replace(  # noqa: PLR0917 - a Typer command: its parameters are the command 
         plan=Settings(
             replace_all=replace_all,
             older_than=duration(older_than, "--older-than") if older_than else None,
+            image=ami,
             ignore_daemonsets=ignore_daemonsets,
             delete_emptydir_data=delete_emptydir_data,
             force=force,
