@@ -79,11 +79,12 @@ class GroupPlan:
         return tuple(d.pod for d in self.decisions if d.action is Action.EVICT)
 
 
-def outdated(group: Group, settings: Settings, now: datetime) -> dict[str, str]:
-    """The serving instances to replace, each with the reason."""
+def outdated(group: Group, settings: Settings, now: datetime, *, leaving: bool = False) -> dict[str, str]:
+    """The serving instances to replace, each with the reason; with ``leaving``, the outdated instances
+    already on their way out instead (an interrupted run may have left them waiting on a hook)."""
     reasons: dict[str, str] = {}
     for instance in group.instances:
-        if not instance.serving:
+        if instance.serving == leaving:
             continue
         if settings.replace_all:
             reasons[instance.id] = "--all replaces every instance"

@@ -47,7 +47,6 @@ RUN_TAG = f"{STATE_TAG_PREFIX}run"
 # Processes that would change the group under the rollout: zone rebalancing terminates instances,
 # alarms and scheduled actions change desired capacity.
 FIGHTING_PROCESSES = ("AZRebalance", "AlarmNotification", "ScheduledActions")
-LEASE_SECONDS = 60
 # Auto Scaling has no watch: while waiting on it, the group is re-read at this interval (and at once
 # whenever the cluster changes), in one DescribeAutoScalingGroups call for the whole group.
 AWS_RECHECK_SECONDS = 5.0
@@ -69,6 +68,7 @@ class RolloutSettings:
     join_timeout: timedelta = timedelta(minutes=15)
     grace_period: int | None = None
     lifecycle_hook: str | None = None
+    lock_duration: timedelta = timedelta(seconds=60)
     dry_run: bool = False
     ami: str | None = None
 
@@ -356,6 +356,17 @@ class Rollout:
         if self.settings.lifecycle_hook:
             hooks = [self.settings.lifecycle_hook]
         node_of = {n.instance_id: n.name for n in self.kube.nodes()}
+        # An interrupted run may have terminated instances without completing their hook: their nodes
+        # were drained before termination, so they are finished here instead of waiting out the timeout.
+        # Only when the node holds nothing evictable: another tool may be draining it itself.
+        waiting = {i.id for i in group.instances if i.lifecycle_state == "Terminating:Wait"}
+        for instance in outdated(self._aged(group), self.settings.plan, datetime.now(UTC), leaving=True):
+            node = node_of.get(instance)
+            if instance in waiting and not (
+                node and any(self._evictable(p) for p in self.kube.pods_on(node))
+            ):
+                for hook in hooks:
+                    self._complete(name, hook, instance)
         for instance in instances:
             if instance in node_of:
                 self.kube.event(node_of[instance], "NodeswapRetiring", f"nodeswap: terminating {instance}")
@@ -411,7 +422,10 @@ class Rollout:
         lease = client.V1Lease(
             metadata=client.V1ObjectMeta(name=name),
             spec=client.V1LeaseSpec(
-                holder_identity=holder, lease_duration_seconds=LEASE_SECONDS, acquire_time=now, renew_time=now
+                holder_identity=holder,
+                lease_duration_seconds=int(self.settings.lock_duration.total_seconds()),
+                acquire_time=now,
+                renew_time=now,
             ),
         )
         if current is not None:
@@ -433,7 +447,7 @@ class Rollout:
             )
 
     def _renew(self, name: str, holder: str, stop: threading.Event) -> None:
-        while not stop.wait(LEASE_SECONDS / 3):
+        while not stop.wait(self.settings.lock_duration.total_seconds() / 3):
             lease = self.kube.lease(name)
             if lease is None or lease.spec.holder_identity != holder:
                 return

@@ -8,8 +8,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -259,3 +261,75 @@ def test_a_second_run_is_refused_while_the_first_holds_the_lock(world: SandboxCl
     assert "being replaced by ops-laptop/4242/abcd" in result.stderr
     assert ours(world, mutating=True) == []  # refused before the AMI was baked or anything else changed
     assert world.group()["DesiredCapacity"] == 3
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "point",
+    [
+        ("aws", "CreateLaunchTemplateVersion"),  # the AMI baked, nothing recorded yet
+        ("aws", "UpdateAutoScalingGroup"),  # surging
+        ("kube", "eviction"),  # draining
+        ("aws", "TerminateInstanceInAutoScalingGroup"),  # retiring: an instance left waiting on its hook
+    ],
+    ids=lambda point: point[1],
+)
+def test_a_killed_run_is_finished_by_running_the_same_command(
+    world: SandboxClient, cli: Cli, point: tuple[str, str]
+) -> None:
+    before = world.group()
+    reached = threading.Event()
+    record = world.sandbox.record
+    add = record.add
+
+    def watch_for_point(**entry: Any) -> None:
+        add(**entry)
+        name = entry["subresource"] if entry["api"] == "kube" else entry["operation"]
+        if NODESWAP_UA in entry["user_agent"] and (entry["api"], name) == point and entry["status"] < 300:
+            reached.set()
+
+    record.add = watch_for_point  # type: ignore[method-assign]
+    command = ["replace", "--asg", "workers", "--ami", cli.new_image(), "--yes", "--lock-duration", "3s"]
+    first = subprocess.Popen(
+        cli.command(*command), env=cli.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        assert reached.wait(120), f"the run never reached {point}"
+    finally:
+        first.kill()  # SIGKILL: no cleanup, the lock stays until it expires
+        first.wait()
+    record.add = add  # type: ignore[method-assign]
+
+    lease = client.CoordinationV1Api(world.kube()).read_namespaced_lease("nodeswap-workers", "kube-system")
+    expires = lease.spec.renew_time + timedelta(seconds=lease.spec.lease_duration_seconds)
+    time.sleep(max(0.0, (expires - datetime.now(UTC)).total_seconds()) + 0.1)  # no event marks an expiry
+    second = cli(*command)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert_converged(
+        world,
+        before,
+        str(
+            len(
+                world.ec2.describe_launch_template_versions(
+                    LaunchTemplateId=before["LaunchTemplate"]["LaunchTemplateId"]
+                )["LaunchTemplateVersions"]
+            )
+        ),
+    )
+    # Every old instance's hook was completed by one run or the other: none waits out its timeout.
+    world.advance(0)
+    assert not [i for i in world.group()["Instances"] if i["LifecycleState"] == "Terminating:Wait"]
+
+
+@pytest.mark.slow
+def test_the_larger_rehearsal_replaces_twelve_nodes_without_violations(
+    start_sandbox: Callable[..., SandboxClient], tmp_path: Path
+) -> None:
+    large = load_scenario(DEMO.parents[2] / "configs" / "rehearsal-large.yaml").model_dump(mode="json")
+    world = start_sandbox(**large)
+    cli = Cli(world, tmp_path)
+    before = world.group()
+    result = cli("replace", "--asg", "workers", "--ami", cli.new_image(), "--yes")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "replaced 12 nodes, evicted 39 pods" in result.stdout
+    assert_converged(world, before, "2")

@@ -59,6 +59,9 @@ def replace(  # noqa: PLR0917 - a Typer command: its parameters are the command 
     lifecycle_hook: Annotated[
         str | None, typer.Option(help="Termination hook to complete (default: discovered).")
     ] = None,
+    lock_duration: Annotated[
+        str, typer.Option(help="How long the group's lock outlives a run that stopped renewing it.")
+    ] = "60s",
     no_raise_max: Annotated[
         bool, typer.Option("--no-raise-max", help="Refuse instead of raising MaxSize.")
     ] = False,
@@ -93,6 +96,7 @@ def replace(  # noqa: PLR0917 - a Typer command: its parameters are the command 
         join_timeout=duration(join_timeout, "--join-timeout"),
         grace_period=grace_period,
         lifecycle_hook=lifecycle_hook,
+        lock_duration=duration(lock_duration, "--lock-duration"),
         dry_run=dry_run,
         ami=ami,
     )

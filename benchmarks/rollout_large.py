@@ -1,0 +1,109 @@
+"""A replacement of the larger rehearsal, measured against its lower bound, in one run.
+
+Run: python benchmarks/rollout_large.py [--scenario configs/rehearsal-large.yaml]
+
+The lower bound is what the cluster itself imposes: new instances boot, join and become Ready, then
+the slowest PDB moves its pods in waves of ``disruptionsAllowed`` at full strength, each wave waiting
+for the replacements to start and pass their readiness probe (a StatefulSet pod also waits for its
+predecessor's preStop, as it comes back under the same name). Prints one JSON object with both
+figures and their ratio; the rollout runs the real CLI engine over HTTP against the sandbox.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from nodeswap.aws import Aws
+from nodeswap.kube import Kube
+from nodeswap.plan import Settings
+from nodeswap.rollout import Rollout, RolloutSettings
+from nodeswap.sandbox.scenario import Scenario, load_scenario
+from nodeswap.sandbox.server import Sandbox
+
+DEFAULT = Path(__file__).resolve().parents[1] / "configs" / "rehearsal-large.yaml"
+
+
+def _scaled(value: int | str, total: int) -> int:
+    return value if isinstance(value, int) else math.ceil(int(value.rstrip("%")) * total / 100)
+
+
+def lower_bound(scenario: Scenario) -> dict[str, float]:
+    kube = scenario.kubernetes
+    join = scenario.timing.boot_seconds + kube.join_seconds + kube.node_ready_seconds
+    workloads = {
+        w["metadata"]["name"]: w for w in kube.workloads if w["kind"] in ("Deployment", "StatefulSet")
+    }
+    waves: dict[str, float] = {}
+    for pdb in (w for w in kube.workloads if w["kind"] == "PodDisruptionBudget"):
+        app = pdb["spec"]["selector"]["matchLabels"]["app"]
+        workload = workloads[app]
+        replicas = workload["spec"]["replicas"]
+        spec = pdb["spec"]
+        desired = (
+            replicas - _scaled(spec["maxUnavailable"], replicas)
+            if "maxUnavailable" in spec
+            else _scaled(spec["minAvailable"], replicas)
+        )
+        allowed = max(replicas - desired, 1)
+        container = workload["spec"]["template"]["spec"]["containers"][0]
+        ready = container.get("readinessProbe", {}).get("initialDelaySeconds", 0)
+        wave = kube.pod_start_seconds + ready
+        if workload["kind"] == "StatefulSet":
+            wave += container.get("lifecycle", {}).get("preStop", {}).get("sleep", {}).get("seconds", 0)
+        waves[pdb["metadata"]["name"]] = math.ceil(replicas / allowed) * wave
+    slowest = max(waves, key=waves.__getitem__)
+    return {
+        "join_seconds": join,
+        "slowest_pdb": slowest,
+        "pdb_waves_seconds": waves[slowest],  # type: ignore[dict-item]
+        "lower_bound_seconds": join + waves[slowest],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--scenario", type=Path, default=DEFAULT)
+    args = parser.parse_args()
+    scenario = load_scenario(args.scenario)
+    sandbox = Sandbox(scenario)
+    sandbox.start()
+    try:
+        os.environ.update(sandbox.environment())
+        with tempfile.TemporaryDirectory() as directory:
+            kubeconfig = Path(directory) / "kubeconfig"
+            kubeconfig.write_text(sandbox.kubeconfig())
+            aws, kube = Aws(region=scenario.region), Kube(kubeconfig=str(kubeconfig))
+            assert sandbox.world is not None
+            image = sandbox.world.images["new"]
+            settings = RolloutSettings(plan=Settings(image=image), ami=image)
+            groups = aws.groups([g.name for g in scenario.groups], hooks=True)
+            started = time.monotonic()
+            (summary,) = Rollout(aws, kube, settings, lambda event: None).replace(groups)
+            measured = time.monotonic() - started
+        report = sandbox.report()
+    finally:
+        sandbox.stop()
+    bound = lower_bound(scenario)
+    result: dict[str, Any] = {
+        "rollout_seconds": round(measured, 2),
+        **{k: round(v, 2) if isinstance(v, float) else v for k, v in bound.items()},
+        "ratio": round(measured / float(bound["lower_bound_seconds"]), 2),
+        "phases": summary.as_dict()["phase_seconds"],
+        "nodes_replaced": len(summary.replaced),
+        "pods_evicted": summary.evicted,
+        "pdb_violations": len(report["pdb_violations"]),
+        "lost_pods": len(report["lost_pods"]),
+        "api_requests": len(report["requests"]),
+    }
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
