@@ -23,7 +23,7 @@ from typing import Any
 from nodeswap.aws import Aws
 from nodeswap.kube import Kube
 from nodeswap.plan import Settings
-from nodeswap.rollout import Rollout, RolloutSettings
+from nodeswap.rollout import RolloutSettings, replace_groups
 from nodeswap.sandbox.scenario import Scenario, load_scenario
 from nodeswap.sandbox.server import Sandbox
 
@@ -85,7 +85,7 @@ def main() -> None:
             settings = RolloutSettings(plan=Settings(image=image), ami=image)
             groups = aws.groups([g.name for g in scenario.groups], hooks=True)
             started = time.monotonic()
-            (summary,) = Rollout(aws, kube, settings, lambda event: None).replace(groups)
+            (summary,) = replace_groups(aws, kube, groups, lambda _name: settings, lambda _event: None)
             measured = time.monotonic() - started
         report = sandbox.report()
     finally:

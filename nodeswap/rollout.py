@@ -109,19 +109,38 @@ class Capacity:
         return cls(low, high, desired)
 
 
-class Rollout:
-    def __init__(
-        self,
-        aws: Aws,
-        kube: Kube,
-        settings: RolloutSettings,
-        emit: Emit,
-        confirm: Callable[[list[GroupPlan]], bool] = lambda plans: True,
-    ) -> None:
-        self.aws, self.kube, self.settings, self.emit, self.confirm = aws, kube, settings, emit, confirm
-        self.run_id = uuid.uuid4().hex[:8]
+def replace_groups(
+    aws: Aws,
+    kube: Kube,
+    groups: list[Group],
+    settings_for: Callable[[str], RolloutSettings],
+    emit: Emit,
+    *,
+    confirm: Callable[[list[GroupPlan]], bool] = lambda plans: True,
+) -> list[Summary]:
+    """Plan every group, refuse if any plan has a blocker (nothing changed yet), then replace the groups
+    one after the other."""
+    rollouts = {group.name: GroupRollout(aws, kube, settings_for(group.name), emit) for group in groups}
+    plans = [rollouts[group.name].plan(group) for group in groups]
+    for plan in plans:
+        rollouts[plan.group.name].announce(plan)
+    blockers = [(p.group.name, b) for p in plans for b in p.blockers if ORIGINAL_TAG not in p.group.tags]
+    if blockers:
+        raise RefusedError(blockers)
+    todo = [p for p in plans if p.outdated or ORIGINAL_TAG in p.group.tags]
+    if any(rollouts[p.group.name].settings.dry_run for p in plans) or not todo:
+        return [Summary(p.group.name, nothing_to_do=not p.outdated) for p in plans]
+    if not confirm(todo):
+        raise OperationError("not confirmed; nothing was changed", "re-run and answer y, or pass --yes")
+    return [rollouts[plan.group.name].run(plan) for plan in todo]
 
-    # ----- planning ----------------------------------------------------------------------------
+
+class GroupRollout:
+    """The rollout of one group with its settings."""
+
+    def __init__(self, aws: Aws, kube: Kube, settings: RolloutSettings, emit: Emit) -> None:
+        self.aws, self.kube, self.settings, self.emit = aws, kube, settings, emit
+        self.run_id = uuid.uuid4().hex[:8]
 
     def plan(self, group: Group) -> GroupPlan:
         return plan_group(
@@ -133,25 +152,11 @@ class Rollout:
             now=datetime.now(UTC),
         )
 
-    def replace(self, groups: list[Group]) -> list[Summary]:
-        """Plan every group, refuse on any blocker, then replace them one after the other."""
-        plans = [self.plan(group) for group in groups]
-        blockers = [(p.group.name, b) for p in plans for b in p.blockers if ORIGINAL_TAG not in p.group.tags]
-        for plan in plans:
-            self._announce(plan)
-        if blockers:
-            raise RefusedError(blockers)
-        if self.settings.dry_run or not any(p.outdated or ORIGINAL_TAG in p.group.tags for p in plans):
-            return [Summary(p.group.name, nothing_to_do=not p.outdated) for p in plans]
-        if not self.confirm(plans):
-            raise OperationError("not confirmed; nothing was changed", "re-run and answer y, or pass --yes")
-        summaries = []
-        for plan in plans:
-            with self._locked(plan.group.name):
-                if self.settings.ami:
-                    self._bake(plan.group.name)
-                summaries.append(self._replace(plan))
-        return summaries
+    def run(self, plan: GroupPlan) -> Summary:
+        with self._locked(plan.group.name):
+            if self.settings.ami:
+                self._bake(plan.group.name)
+            return self._replace(plan)
 
     def _bake(self, name: str) -> None:
         """Point the group at a launch template version with the new AMI, unless it already is."""
@@ -161,7 +166,7 @@ class Rollout:
         launch = self.aws.bake(group, self.settings.ami or "")
         self.emit(Event(name, "bake", f"created {launch.describe()} with {self.settings.ami}"))
 
-    def _announce(self, plan: GroupPlan) -> None:
+    def announce(self, plan: GroupPlan) -> None:
         name = plan.group.name
         if not plan.outdated and ORIGINAL_TAG not in plan.group.tags:
             self.emit(Event(name, "plan", "nothing to replace: every instance is up to date"))

@@ -6,6 +6,7 @@ while the first holds the lock; nothing-to-do exits 0."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -332,4 +333,51 @@ def test_the_larger_rehearsal_replaces_twelve_nodes_without_violations(
     result = cli("replace", "--asg", "workers", "--ami", cli.new_image(), "--yes")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "replaced 12 nodes, evicted 39 pods" in result.stdout
+    assert_converged(world, before, "2")
+
+
+def test_config_file_supplies_options_and_flags_win(world: SandboxClient, cli: Cli, tmp_path: Path) -> None:
+    config = tmp_path / "replace.yaml"
+    config.write_text("asg: [workers]\ndrain-timeout: soon\n")
+    rejected = cli("replace", "--config", str(config), "--yes")
+    assert rejected.returncode == 2
+    assert "key drain_timeout" in rejected.stderr
+    config.write_text("asg: [workers]\ndrain-timeout: 10m\noutput: json\n")
+    planned = cli(
+        "replace", "--config", str(config), "--ami", cli.new_image(), "--dry-run", "--output", "text"
+    )
+    assert planned.returncode == 0, planned.stderr
+    assert planned.stdout.count("replace i-") == 3  # text: the flag won over the file's json
+    assert ours(world, mutating=True) == []
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_cleanly_and_the_rerun_continues(world: SandboxClient, cli: Cli) -> None:
+    before = world.group()
+    reached = threading.Event()
+    record = world.sandbox.record
+    add = record.add
+
+    def watch_for_eviction(**entry: Any) -> None:
+        add(**entry)
+        if entry.get("subresource") == "eviction" and NODESWAP_UA in entry["user_agent"]:
+            reached.set()
+
+    record.add = watch_for_eviction  # type: ignore[method-assign]
+    command = ["replace", "--asg", "workers", "--ami", cli.new_image(), "--yes"]
+    first = subprocess.Popen(
+        cli.command(*command), env=cli.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert reached.wait(120)
+    first.send_signal(signal.SIGINT)
+    _, stderr = first.communicate(timeout=60)
+    record.add = add  # type: ignore[method-assign]
+    assert first.returncode == 130
+    assert "run the same command again to continue" in stderr
+    assert "Traceback" not in stderr
+    leases = client.CoordinationV1Api(world.kube()).list_namespaced_lease("kube-system").items
+    assert "nodeswap-workers" not in {lease.metadata.name for lease in leases}  # released on the way out
+    second = cli(*command)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "continuing the rollout recorded on the group" in second.stdout
     assert_converged(world, before, "2")

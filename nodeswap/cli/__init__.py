@@ -1,6 +1,7 @@
 """The `nodeswap` command line. Commands are thin; errors are reported in one place.
 
-Exit codes: 0 success or nothing to do; 1 failure; 2 bad usage or configuration; 3 refused by preflight.
+Exit codes: 0 success or nothing to do; 1 failure; 2 bad usage or configuration; 3 refused by preflight;
+130 interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from nodeswap.cli.replace import replace
 from nodeswap.cli.sandbox import sandbox_app
 from nodeswap.errors import NodeswapError
 
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
+
 
 class _Group(TyperGroup):
     """Reports nodeswap's errors as a message and a remedy on stderr, never a traceback."""
@@ -28,6 +31,13 @@ class _Group(TyperGroup):
             if exc.remedy:
                 typer.echo(f"  fix: {exc.remedy}", err=True)
             raise typer.Exit(exc.exit_code) from exc
+        except KeyboardInterrupt as exc:
+            # Ctrl-C: the steps taken are recorded in the systems themselves (group tags, node taints).
+            typer.echo(
+                "\ninterrupted: nothing is lost; run the same command again to continue where it stopped",
+                err=True,
+            )
+            raise typer.Exit(EXIT_INTERRUPTED) from exc
 
 
 app = typer.Typer(

@@ -29,7 +29,7 @@ def demo(
     from nodeswap.aws import Aws  # noqa: PLC0415
     from nodeswap.kube import Kube  # noqa: PLC0415
     from nodeswap.plan import Settings  # noqa: PLC0415
-    from nodeswap.rollout import Rollout, RolloutSettings  # noqa: PLC0415
+    from nodeswap.rollout import RolloutSettings, replace_groups  # noqa: PLC0415
 
     renderer = Renderer("json" if output == "json" else "text")
     sandbox = Sandbox(load_scenario(scenario))
@@ -48,7 +48,7 @@ def demo(
             typer.echo(f"the sandbox's group runs AMI {world.images['old']}; rolling out {new_image}\n")
             settings = RolloutSettings(plan=Settings(image=new_image), ami=new_image)
             groups = aws.groups([g.name for g in world.groups], hooks=True)
-            summaries = Rollout(aws, kube, settings, renderer.event).replace(groups)
+            summaries = replace_groups(aws, kube, groups, lambda _name: settings, renderer.event)
             renderer.summary([s.as_dict() for s in summaries])
         report = sandbox.report()
         violations, lost = len(report["pdb_violations"]), len(report["lost_pods"])

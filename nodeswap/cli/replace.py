@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 
 from nodeswap.aws import Aws
 from nodeswap.cli.output import Renderer
+from nodeswap.config import ReplaceConfig, load_config
 from nodeswap.errors import UsageError
 from nodeswap.kube import Kube
 from nodeswap.model import Group
 from nodeswap.plan import GroupPlan, Settings
-from nodeswap.rollout import Rollout, RolloutSettings
+from nodeswap.rollout import RolloutSettings, replace_groups
 
 _DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 
@@ -31,6 +33,7 @@ def duration(text: str, option: str) -> timedelta:
 
 
 def replace(  # noqa: PLR0917 - a Typer command: its parameters are the command line
+    ctx: typer.Context,
     asg: Annotated[
         list[str] | None, typer.Option("--asg", help="Auto Scaling group to replace (repeatable).")
     ] = None,
@@ -69,50 +72,80 @@ def replace(  # noqa: PLR0917 - a Typer command: its parameters are the command 
     profile: Annotated[str | None, typer.Option(envvar="AWS_PROFILE", help="AWS profile.")] = None,
     kubeconfig: Annotated[str | None, typer.Option(envvar="KUBECONFIG", help="kubeconfig file.")] = None,
     context: Annotated[str | None, typer.Option(help="kubeconfig context.")] = None,
+    config: Annotated[
+        Path | None, typer.Option(help="YAML file of these options, with per-group overrides.")
+    ] = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     dry_run: Annotated[bool, typer.Option(help="Plan and check, change nothing.")] = False,
     output: Annotated[str, typer.Option(help="text or json (one event per line).")] = "text",
 ) -> None:
     """Replace the outdated worker nodes of Auto Scaling groups without dropping any PodDisruptionBudget."""
-    if output not in ("text", "json"):
-        raise UsageError(f"--output: {output!r} is not text or json", "pass --output text or --output json")
-    if bool(asg) == bool(asg_tag):
+    file = load_config(config) if config else ReplaceConfig()
+    # Flags given on the command line (or by environment) win over the file; the file over defaults.
+    given = {
+        name for name in ctx.params if getattr(ctx.get_parameter_source(name), "name", "DEFAULT") != "DEFAULT"
+    }
+    flags = {name: ctx.params[name] for name in given}
+    top = {**ctx.params, **file.model_dump(exclude_none=True, exclude={"groups"}), **flags}
+    if top["output"] not in ("text", "json"):
+        raise UsageError(
+            f"--output: {top['output']!r} is not text or json", "pass --output text or --output json"
+        )
+    if bool(top["asg"]) == bool(top["asg_tag"]):
         raise UsageError(
             "name the groups with --asg NAME (repeatable) or --asg-tag KEY=VALUE", "pass exactly one"
         )
-    if asg_tag is not None and "=" not in asg_tag:
-        raise UsageError(f"--asg-tag: {asg_tag!r} is not KEY=VALUE", "write it like --asg-tag role=workers")
-    settings = RolloutSettings(
-        plan=Settings(
-            replace_all=replace_all,
-            older_than=duration(older_than, "--older-than") if older_than else None,
-            image=ami,
-            ignore_daemonsets=ignore_daemonsets,
-            delete_emptydir_data=delete_emptydir_data,
-            force=force,
-            may_raise_max_size=not no_raise_max,
-        ),
-        drain_timeout=duration(drain_timeout, "--drain-timeout"),
-        join_timeout=duration(join_timeout, "--join-timeout"),
-        grace_period=grace_period,
-        lifecycle_hook=lifecycle_hook,
-        lock_duration=duration(lock_duration, "--lock-duration"),
-        dry_run=dry_run,
-        ami=ami,
-    )
-    renderer = Renderer(output)  # type: ignore[arg-type]
-    aws = Aws(region=region, profile=profile)
-    kube = Kube(kubeconfig=kubeconfig, context=context)
-    groups = (
-        aws.groups(list(asg or []), hooks=True) if asg else aws.groups_by_tag(*str(asg_tag).split("=", 1))
-    )
+    if top["asg_tag"] is not None and "=" not in top["asg_tag"]:
+        raise UsageError(
+            f"--asg-tag: {top['asg_tag']!r} is not KEY=VALUE", "write it like --asg-tag role=workers"
+        )
+    groups_settings = {
+        name: _settings({**ctx.params, **file.for_group(name), **flags}, dry_run) for name in file.groups
+    }
+    default_settings = _settings(top, dry_run)
+    renderer = Renderer(top["output"])
+    aws = Aws(region=top["region"], profile=top["profile"])
+    kube = Kube(kubeconfig=top["kubeconfig"], context=top["context"])
+    if top["asg"]:
+        groups = aws.groups(list(top["asg"]), hooks=True)
+    else:
+        groups = aws.groups_by_tag(*str(top["asg_tag"]).split("=", 1))
     _check_in_cluster(groups, kube)
 
     def confirm(plans: list[GroupPlan]) -> bool:
         return yes or typer.confirm(f"replace {sum(p.surge for p in plans)} instances?", default=False)
 
-    summaries = Rollout(aws, kube, settings, renderer.event, confirm).replace(groups)
+    summaries = replace_groups(
+        aws,
+        kube,
+        groups,
+        lambda name: groups_settings.get(name, default_settings),
+        renderer.event,
+        confirm=confirm,
+    )
     renderer.summary([s.as_dict() for s in summaries])
+
+
+def _settings(options: dict[str, Any], dry_run: bool) -> RolloutSettings:
+    """Settings from merged options; every duration is checked here, before anything changes."""
+    return RolloutSettings(
+        plan=Settings(
+            replace_all=options["replace_all"],
+            older_than=duration(options["older_than"], "--older-than") if options["older_than"] else None,
+            image=options["ami"],
+            ignore_daemonsets=options["ignore_daemonsets"],
+            delete_emptydir_data=options["delete_emptydir_data"],
+            force=options["force"],
+            may_raise_max_size=not options["no_raise_max"],
+        ),
+        drain_timeout=duration(options["drain_timeout"], "--drain-timeout"),
+        join_timeout=duration(options["join_timeout"], "--join-timeout"),
+        grace_period=options["grace_period"],
+        lifecycle_hook=options["lifecycle_hook"],
+        lock_duration=duration(options["lock_duration"], "--lock-duration"),
+        dry_run=dry_run,
+        ami=options["ami"],
+    )
 
 
 def _check_in_cluster(groups: list[Group], kube: Kube) -> None:

@@ -3,8 +3,9 @@
 Routes: discovery (/api, /apis, /version, /openapi/v3), and for every served resource the collection
 and item paths with get, list, watch, create, update, patch and delete, the status and scale
 subresources, and pods/eviction. Reads and writes run under the sandbox's lock; a watch waits for its
-events outside it. Every request is recorded (the sandbox's own controllers write to the store
-directly and are not), and chosen requests can be answered with injected faults.
+events outside it. ``dryRun=All`` runs a write through the same code without committing it. Every
+request is recorded (the sandbox's own controllers write to the store directly and are not), and chosen
+requests can be answered with injected faults.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from urllib.parse import unquote
 
 from werkzeug.wrappers import Request, Response
 
-from nodeswap.sandbox.kube import discovery, errors, tables
+from nodeswap.sandbox.kube import discovery, errors, tables, validation
 from nodeswap.sandbox.kube.cluster import Cluster
 from nodeswap.sandbox.kube.patch import PATCH_CONTENT_TYPES, PatchError
 from nodeswap.sandbox.kube.resources import BY_KEY, NAMESPACES, PODS, Resource
@@ -135,9 +136,15 @@ class KubeApi:
             if document is None:
                 raise errors.ApiError(404, "NotFound", "the server could not find the requested resource")
             return _json(document)
+        if route.subresource == "eviction" and verb != "create":
+            # pods/eviction serves POST only (the eviction REST storage is a Creater and nothing else).
+            raise errors.ApiError(
+                405, "MethodNotAllowed", "the server does not allow this method on the requested resource", {}
+            )
         if verb == "watch":
             return self._watch(route, query, request.environ.get("werkzeug.socket"))
-        with self.sandbox.lock:
+        dry_run = verb in MUTATING_VERBS and _dry_run(request.args.getlist("dryRun"), verb)
+        with self.sandbox.lock, self.store.dry_run(dry_run):
             if verb == "list":
                 return self._list(request, route, query)
             if verb == "get":
@@ -235,8 +242,10 @@ class KubeApi:
                     if _hung_up(connection):
                         return
                     if bookmarks and time.monotonic() >= next_bookmark:
-                        next_bookmark = time.monotonic() + BOOKMARK_SECONDS
-                        yield _line({"type": "BOOKMARK", "object": self._bookmark(resource)})
+                        bookmark = self._bookmark(resource, watcher)
+                        if bookmark is not None:
+                            next_bookmark = time.monotonic() + BOOKMARK_SECONDS
+                            yield _line({"type": "BOOKMARK", "object": bookmark})
                     continue
                 if event is None:
                     return
@@ -246,8 +255,16 @@ class KubeApi:
             with self.sandbox.lock:
                 self.store.unwatch(watcher)
 
-    def _bookmark(self, resource: Resource) -> Object:
-        version = str(self.store.resource_version)
+    def _bookmark(self, resource: Resource, watcher: Watcher) -> Object | None:
+        """A bookmark at the store's version, or None while an event is still queued for the watcher.
+
+        Events are queued under the sandbox's lock as they are committed, so an empty queue read under
+        the lock means every change up to this version has been sent: the bookmark cannot overtake
+        one (the watch cache sends a bookmark only between events, at the version they reached)."""
+        with self.sandbox.lock:
+            if not watcher.events.empty():
+                return None
+            version = str(self.store.resource_version)
         return {
             "kind": resource.kind,
             "apiVersion": resource.api_version,
@@ -258,7 +275,11 @@ class KubeApi:
 
     def _create(self, route: Route, body: Object) -> Response:
         if route.resource is PODS and route.subresource == "eviction":
-            return _json(self.cluster.evict(route.namespace or "", route.name or "", body), status=201)
+            # An Eviction carries DeleteOptions, whose dryRun counts as the request's own.
+            options = body.get("deleteOptions") or {}
+            with self.store.dry_run(_dry_run(options.get("dryRun") or [], "delete")):
+                evicted = self.cluster.evict(route.namespace or "", route.name or "", body)
+            return _json(evicted, status=201)
         if route.name is not None:
             raise errors.ApiError(405, "MethodNotAllowed", "POST is only allowed on a collection")
         meta = body.setdefault("metadata", {})
@@ -271,7 +292,9 @@ class KubeApi:
             meta["namespace"] = namespace
             self.store.get(NAMESPACES, "", namespace)  # 404 for a namespace that does not exist
         self._check_kind(route.resource, body)
-        created = self.store.create(route.resource, self.cluster.defaulted(route.resource, body))
+        defaulted = self.cluster.defaulted(route.resource, body)
+        validation.validate(route.resource, defaulted)
+        created = self.store.create(route.resource, defaulted)
         return _json(created, status=201)
 
     def _write(self, route: Route, body: Object, *, check_version: bool) -> Object:
@@ -301,6 +324,7 @@ class KubeApi:
             merged = body
             if route.resource.has_status:
                 merged["status"] = current.get("status", {})  # the status subresource owns it
+            validation.validate(route.resource, merged)
         return self.store.update(route.resource, merged, check_version=check_version)
 
     def _patch(self, request: Request, route: Route) -> Object:
@@ -339,7 +363,8 @@ class KubeApi:
             options["gracePeriodSeconds"] = int(query["gracePeriodSeconds"])
         if "propagationPolicy" in query:
             options["propagationPolicy"] = query["propagationPolicy"]
-        result = self.cluster.delete(route.resource, route.namespace or "", route.name or "", options)
+        with self.store.dry_run(_dry_run(options.get("dryRun") or [], "delete")):
+            result = self.cluster.delete(route.resource, route.namespace or "", route.name or "", options)
         return _json(result)
 
     @staticmethod
@@ -399,6 +424,27 @@ def _reason(response: Response) -> str | None:
 
 def _json(data: Any, content_type: str = "application/json", status: int = 200) -> Response:
     return Response(json.dumps(data), status=status, content_type=content_type)
+
+
+_OPTIONS_KIND = {"create": "CreateOptions", "update": "UpdateOptions", "patch": "PatchOptions"}
+
+
+def _dry_run(values: list[str], verb: str) -> bool:
+    """The dryRun option: ["All"] makes the request a dry run; any other value is refused, as the
+    API server's ValidateDryRun does (apimachinery pkg/apis/meta/v1/validation)."""
+    if not values:
+        return False
+    if all(value == "All" for value in values):
+        return True
+    kind = _OPTIONS_KIND.get(verb, "DeleteOptions")
+    shown = ", ".join(json.dumps(value) for value in values)
+    raise errors.ApiError(
+        422,
+        "Invalid",
+        f'{kind}.meta.k8s.io "" is invalid: dryRun: Unsupported value: []string{{{shown}}}: '
+        'supported values: "All"',
+        {"kind": kind, "group": "meta.k8s.io"},
+    )
 
 
 def _flag(value: str | None) -> bool:

@@ -5,9 +5,10 @@ pkg/registry/core/pod/storage/eviction.go, and the documented formulas
 (https://kubernetes.io/docs/tasks/run-application/configure-pdb/):
 
 - minAvailable as an integer: expectedPods = the pods the selector matches; desiredHealthy = minAvailable.
-- maxUnavailable (integer or percentage) or minAvailable as a percentage: expectedPods = the scale of the
-  pods' controllers; percentages round up; desiredHealthy = expected - maxUnavailable, or the
-  rounded-up percentage of expected.
+- maxUnavailable (integer or percentage) or minAvailable as a percentage: expectedPods = the sum of the
+  scales of the pods' top controllers (a Deployment once, however many ReplicaSets it has; pods with no
+  controller are left out as unmanaged); percentages round up; desiredHealthy = expected -
+  maxUnavailable, or the rounded-up percentage of expected.
 - currentHealthy = matched pods that are Ready, not being deleted and not in status.disruptedPods.
 - disruptionsAllowed = max(0, currentHealthy - desiredHealthy), and 0 when expectedPods <= 0.
 """
@@ -30,8 +31,18 @@ MULTIPLE_PDBS = (
 )
 
 
+UNMANAGED_PODS = (
+    "Pods selected by this PodDisruptionBudget (selector: {selector}) were found to be unmanaged. As a "
+    "result, the status of the PDB cannot be calculated correctly, which may result in undefined behavior. "
+    'To account for these pods please set ".spec.minAvailable" field of the PDB to an integer value.'
+)
+# What ``controller_scale`` returns: the UID of the pod's top controller (the Deployment, not its
+# ReplicaSet) and that controller's replicas.
+ControllerScale = Callable[[Object], tuple[str, int]]
+
+
 class ScaleUnknown(Exception):
-    """A matched pod has no controller whose scale could be read."""
+    """A matched pod has a controller whose scale could not be read."""
 
 
 def scaled(value: int | str, total: int) -> int:
@@ -57,6 +68,7 @@ class BudgetStatus:
     current_healthy: int
     disruptions_allowed: int
     disrupted_pods: dict[str, str]
+    unmanaged_pods: tuple[str, ...] = ()  # selected pods without a controller, left out of expectedPods
 
     def as_status(self, generation: int, now: str) -> Object:
         allowed = self.disruptions_allowed > 0
@@ -81,11 +93,12 @@ class BudgetStatus:
 
 
 def budget_status(
-    pdb: Object, pods: list[Object], controller_scale: Callable[[Object], int], now: datetime
+    pdb: Object, pods: list[Object], controller_scale: ControllerScale, now: datetime
 ) -> BudgetStatus:
     """The status the disruption controller computes for ``pdb`` over the pods it selects.
 
-    ``controller_scale(pod)`` returns the replicas of the pod's controller or raises ScaleUnknown.
+    ``controller_scale(pod)`` returns the UID and replicas of the pod's top controller or raises
+    ScaleUnknown.
     """
     spec = pdb.get("spec", {})
     disrupted = {
@@ -96,10 +109,11 @@ def budget_status(
     }
     min_available = spec.get("minAvailable")
     max_unavailable = spec.get("maxUnavailable")
+    unmanaged: tuple[str, ...] = ()
     if isinstance(min_available, int):
         expected, desired = len(pods), min_available
     else:
-        expected = _expected_scale(pods, controller_scale)
+        expected, unmanaged = _expected_scale(pods, controller_scale)
         if max_unavailable is not None:
             desired = max(0, expected - scaled(max_unavailable, expected))
         elif min_available is not None:
@@ -114,19 +128,21 @@ def budget_status(
         and pod["metadata"]["name"] not in disrupted
     )
     allowed = max(0, healthy - desired) if expected > 0 else 0
-    return BudgetStatus(expected, desired, healthy, allowed, disrupted)
+    return BudgetStatus(expected, desired, healthy, allowed, disrupted, unmanaged)
 
 
-def _expected_scale(pods: list[Object], controller_scale: Callable[[Object], int]) -> int:
-    """Sum of the scale of every distinct controller of the pods (getExpectedScale)."""
-    seen: dict[str, int] = {}
+def _expected_scale(pods: list[Object], controller_scale: ControllerScale) -> tuple[int, tuple[str, ...]]:
+    """The sum of the scales of the pods' distinct top controllers, keyed by the UID the finder
+    returns (getExpectedScale), and the names of the pods with no controller, which it skips."""
+    scales: dict[str, int] = {}
+    unmanaged: list[str] = []
     for pod in pods:
-        owner = controller_of(pod)
-        if owner is None:
-            raise ScaleUnknown(f"found no controller ref for pod {pod['metadata']['name']!r}")
-        if owner["uid"] not in seen:
-            seen[owner["uid"]] = controller_scale(pod)
-    return sum(seen.values())
+        if controller_of(pod) is None:
+            unmanaged.append(pod["metadata"]["name"])
+            continue
+        uid, scale = controller_scale(pod)
+        scales[uid] = scale
+    return sum(scales.values()), tuple(unmanaged)
 
 
 def controller_of(obj: Object) -> Object | None:

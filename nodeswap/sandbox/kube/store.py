@@ -3,7 +3,8 @@
 Every object lives as the JSON the API serves. Each write takes the next resourceVersion (one
 counter for the whole store, as etcd's revision) and is appended to a bounded history; a watch
 resumes from any version still in the history and gets ``410 Expired`` for older ones. The store is
-used under the sandbox's lock; watchers receive events through thread-safe queues.
+used under the sandbox's lock; watchers receive events through thread-safe queues. Inside
+``dry_run()`` writes are computed but not committed.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import secrets
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,17 +52,22 @@ class Watcher:
 
     def offer(self, change: Change) -> None:
         # A filtered watch sees an object leave its selection as DELETED and enter it as ADDED,
-        # as the API server's watch cache reports it.
-        now = self._selects(change.object) and change.type != "DELETED"
-        before = change.old is not None and self._selects(change.old)
+        # as the API server's watch cache reports it (cacher's convertToWatchEvent).
         if change.type == "DELETED":
-            now, before = False, self._selects(change.object)
+            if self._selects(change.object):
+                self.events.put(("DELETED", change.object))
+            return
+        now = self._selects(change.object)
+        before = change.old is not None and self._selects(change.old)
         if now and before:
             self.events.put(("MODIFIED", change.object))
         elif now:
             self.events.put(("ADDED", change.object))
-        elif before:
-            self.events.put(("DELETED", change.object))
+        elif before and change.old is not None:
+            # The object as the watcher last saw it (it no longer matches now), at the event's version.
+            gone = copy.deepcopy(change.old)
+            gone["metadata"]["resourceVersion"] = str(change.rv)
+            self.events.put(("DELETED", gone))
 
     def close(self) -> None:
         self.events.put(None)
@@ -83,6 +90,7 @@ class Store:
         self._compacted = 0  # the newest resourceVersion no longer in the history
         self._watchers: set[Watcher] = set()
         self.listeners: list[Listener] = []
+        self._dry_run = False
 
     @property
     def resource_version(self) -> int:
@@ -153,9 +161,10 @@ class Store:
             changed = obj.get("spec") != old.get("spec")
             meta["generation"] = old["metadata"]["generation"] + (1 if changed else 0)
         if "deletionTimestamp" in meta and not meta.get("finalizers") and resource.kind != "Pod":
-            # The last finalizer is gone from an object being deleted: it goes now.
-            self._commit(resource, "MODIFIED", obj, old)
-            return self.remove(resource, namespace, meta["name"])
+            # The last finalizer is gone from an object being deleted: the registry deletes it instead
+            # of storing the update, so watchers see one DELETED with its final state
+            # (apiserver registry/generic/registry/store.go, Update -> deleteWithoutFinalizers).
+            return self._commit(resource, "DELETED", obj, old)
         return self._commit(resource, "MODIFIED", obj, old)
 
     def modify(
@@ -173,9 +182,18 @@ class Store:
     def remove(self, resource: Resource, namespace: str, name: str) -> Object:
         """Delete an object for good (graceful deletion is the API layer's concern)."""
         old = self.get(resource, namespace, name)
-        del self._bucket(resource)[(namespace, name)]
-        gone = copy.deepcopy(old)
-        return self._commit(resource, "DELETED", gone, old)
+        return self._commit(resource, "DELETED", copy.deepcopy(old), old)
+
+    @contextmanager
+    def dry_run(self, enabled: bool = True) -> Iterator[None]:
+        """Writes made inside are checked and computed as usual, then neither stored, versioned nor
+        announced: the API server's ``dryRun=All`` ("all dry run stages will be processed", nothing
+        persisted; https://kubernetes.io/docs/reference/using-api/api-concepts/#dry-run)."""
+        previous, self._dry_run = self._dry_run, self._dry_run or enabled
+        try:
+            yield
+        finally:
+            self._dry_run = previous
 
     # ----- watches ---------------------------------------------------------------------------
 
@@ -217,11 +235,21 @@ class Store:
         return self._objects.setdefault(resource.key, {})
 
     def _commit(self, resource: Resource, kind: str, obj: Object, old: Object | None) -> Object:
-        self._rv += 1
         meta = obj["metadata"]
+        if self._dry_run:
+            # The object as the write would leave it, at the version it has now (none if new).
+            if old is None:
+                meta.pop("resourceVersion", None)
+            else:
+                meta["resourceVersion"] = old["metadata"]["resourceVersion"]
+            return obj
+        self._rv += 1
         meta["resourceVersion"] = str(self._rv)
-        if kind != "DELETED":
-            self._bucket(resource)[(meta.get("namespace", ""), meta["name"])] = obj
+        key = (meta.get("namespace", ""), meta["name"])
+        if kind == "DELETED":
+            self._bucket(resource).pop(key, None)
+        else:
+            self._bucket(resource)[key] = obj
         if len(self._history) == self._history.maxlen:
             self._compacted = self._history[0].rv
         change = Change(self._rv, resource, kind, obj, old)

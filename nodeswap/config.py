@@ -1,0 +1,90 @@
+"""`replace` options from a YAML file (``--config``), with per-group overrides. Flags win over the file.
+
+Keys are the long option names without dashes (``drain-timeout`` or ``drain_timeout``); a group's
+section under ``groups:`` overrides the top level for that group. Unknown keys and invalid values are
+rejected before anything changes, naming the file and the key.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from nodeswap.errors import UsageError
+
+DURATION = r"^(\d+d)?(\d+h)?(\d+m)?(\d+s)?$"
+
+
+class GroupOptions(BaseModel):
+    """The options that may differ between groups."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    replace_all: bool | None = Field(default=None, alias="all")
+    older_than: str | None = Field(default=None, pattern=DURATION)
+    ami: str | None = Field(default=None, pattern=r"^ami-[0-9a-f]+$")
+    ignore_daemonsets: bool | None = None
+    delete_emptydir_data: bool | None = None
+    force: bool | None = None
+    grace_period: int | None = Field(default=None, ge=0)
+    drain_timeout: str | None = Field(default=None, pattern=DURATION)
+    join_timeout: str | None = Field(default=None, pattern=DURATION)
+    lifecycle_hook: str | None = None
+    lock_duration: str | None = Field(default=None, pattern=DURATION)
+    no_raise_max: bool | None = None
+
+
+class ReplaceConfig(GroupOptions):
+    asg: list[str] | None = None
+    asg_tag: str | None = Field(default=None, pattern=r"^[^=]+=.*$")
+    region: str | None = None
+    profile: str | None = None
+    kubeconfig: str | None = None
+    context: str | None = None
+    output: str | None = Field(default=None, pattern=r"^(text|json)$")
+    groups: dict[str, GroupOptions] = Field(default_factory=dict)
+
+    def for_group(self, name: str) -> dict[str, Any]:
+        """The options set for ``name``: the group's section over the top level."""
+        top = self.model_dump(exclude_none=True, exclude={"groups", "asg", "asg_tag"})
+        section = self.groups.get(name)
+        return {**top, **(section.model_dump(exclude_none=True) if section else {})}
+
+
+def load_config(path: Path) -> ReplaceConfig:
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except OSError as exc:
+        raise UsageError(
+            f"cannot read config file {path}: {exc.strerror}", "check the path given to --config"
+        ) from exc
+    except yaml.YAMLError as exc:
+        raise UsageError(
+            f"{path}: not valid YAML: {exc}", "fix the YAML syntax at the position shown"
+        ) from exc
+    if not isinstance(data, dict):
+        raise UsageError(f"{path}: expected a mapping of options", "see configs/replace.yaml")
+    try:
+        return ReplaceConfig.model_validate(_underscored(data))
+    except ValidationError as exc:
+        problems = "\n".join(
+            f"  key {'.'.join(str(p) for p in error['loc'])}: {error['msg']}" for error in exc.errors()
+        )
+        raise UsageError(
+            f"{path}: invalid options:\n{problems}", "see configs/replace.yaml for every key"
+        ) from exc
+
+
+def _underscored(data: dict[str, Any]) -> dict[str, Any]:
+    """Accept option names as written on the command line (drain-timeout) or in Python (drain_timeout)."""
+    top = {str(key).replace("-", "_"): value for key, value in data.items()}
+    groups = top.get("groups")
+    if isinstance(groups, dict):
+        top["groups"] = {
+            name: _underscored(section) if isinstance(section, dict) else section
+            for name, section in groups.items()
+        }
+    return top
