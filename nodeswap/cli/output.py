@@ -1,4 +1,5 @@
-"""Rendering the engine's events: timestamped lines for people, one JSON object per line for machines."""
+"""Rendering the engine's events: a progress bar on a terminal, timestamped lines otherwise, one JSON
+object per line for machines."""
 
 from __future__ import annotations
 
@@ -7,14 +8,31 @@ import sys
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
 from nodeswap.rollout import Event
 
 Format = Literal["text", "json"]
+_COLOURS = {"preflight": "red", "drain": "cyan", "retire": "magenta", "done": "green", "resume": "yellow"}
 
 
 class Renderer:
     def __init__(self, output: Format) -> None:
         self.output = output
+        self.console = Console(highlight=False)
+        # Progress bars only where someone watches: a terminal, in text mode.
+        self.progress: Progress | None = None
+        if output == "text" and sys.stdout.isatty():
+            self.progress = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=self.console,
+                transient=True,
+            )
+        self._bars: dict[str, Any] = {}
 
     def event(self, event: Event) -> None:
         now = datetime.now(UTC)
@@ -27,10 +45,29 @@ class Renderer:
                 **event.data,
             }
             print(json.dumps(record), flush=True)
-        else:
-            print(f"{now:%H:%M:%S} {event.group} {event.phase:<8} {event.message}", flush=True)
+            return
+        line = f"{now:%H:%M:%S} {event.group} {event.phase:<8} {event.message}"
+        if self.progress is None:
+            print(line, flush=True)
+            return
+        self.console.print(line, style=_COLOURS.get(event.phase), markup=False)
+        self._advance(event)
+
+    def _advance(self, event: Event) -> None:
+        assert self.progress is not None
+        if "evictions" in event.data:
+            self.progress.start()
+            self._bars[event.group] = self.progress.add_task(
+                f"{event.group} pods moved", total=event.data["evictions"]
+            )
+        elif "pod" in event.data and event.message.startswith("evicted") and event.group in self._bars:
+            self.progress.advance(self._bars[event.group])
+        elif event.phase == "done":
+            self.progress.stop()
 
     def summary(self, summaries: list[dict[str, Any]]) -> None:
+        if self.progress is not None:
+            self.progress.stop()
         if self.output == "json":
             print(json.dumps({"summary": summaries}), flush=True)
             return
