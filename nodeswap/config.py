@@ -35,6 +35,8 @@ class GroupOptions(BaseModel):
     lifecycle_hook: str | None = None
     lock_duration: str | None = Field(default=None, pattern=DURATION)
     no_raise_max: bool | None = None
+    surge: str | int | None = None  # checked with the flag's rules when the settings are built
+    max_unavailable: int | None = Field(default=None, ge=1)
 
 
 class ReplaceConfig(GroupOptions):

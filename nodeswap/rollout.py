@@ -20,6 +20,7 @@ The engine emits events; the CLI renders them.
 
 from __future__ import annotations
 
+import math
 import os
 import queue
 import socket
@@ -69,6 +70,8 @@ class RolloutSettings:
     grace_period: int | None = None
     lifecycle_hook: str | None = None
     lock_duration: timedelta = timedelta(seconds=60)
+    surge: int | str | None = None  # instances per wave, or "P%" of desired; None: everything in one wave
+    max_unavailable: int | None = None  # old nodes drained at once; None: the whole wave
     dry_run: bool = False
     ami: str | None = None
 
@@ -206,35 +209,48 @@ class GroupRollout:
     def _replace(self, plan: GroupPlan) -> Summary:
         name = plan.group.name
         summary = Summary(name)
+        new_nodes: set[str] = set()
         with self.kube.changes() as changes:
-            group = self.aws.groups([name])[0]
-            original = self._record(group)
-            self._phase(summary, "surge", lambda: self._surge(name, original))
-            new_nodes = self._phase(summary, "join", lambda: self._join(name, original, changes))
-            old = self._outdated(name)  # re-read: the plan may be stale after the wait
-            nodes = [n for n in self.kube.nodes() if n.instance_id in old]
-            self._phase(summary, "fence", lambda: self._fence(name, [n.name for n in nodes]))
-            self._phase(
-                summary, "drain", lambda: self._drain(name, [n.name for n in nodes], changes, summary)
-            )
-            self._phase(summary, "retire", lambda: self._retire(name, list(old), summary))
-            self._phase(summary, "restore", lambda: self._restore(name, original, new_nodes))
-        self.emit(
-            Event(
-                name,
-                "done",
-                f"replaced {len(summary.replaced)} nodes, evicted {summary.evicted} pods",
-                summary.as_dict(),
-            )
-        )
+            original = self._record(self.aws.groups([name])[0])
+            # Waves of --surge instances (default: all at once); an interrupted wave is finished first.
+            while wave := self._next_wave(name, original):
+                with self._timed(summary, "surge"):
+                    self._surge(name, original, len(wave))
+                with self._timed(summary, "join"):
+                    new_nodes |= set(self._join(name, changes))
+                nodes = {
+                    n.instance_id: n.name
+                    for n in self.kube.nodes()
+                    if n.instance_id and n.instance_id in wave
+                }
+                with self._timed(summary, "fence"):
+                    self._fence(name, list(nodes.values()))
+                with self._timed(summary, "drain"):
+                    self._drain(name, wave, nodes, changes, summary)
+            with self._timed(summary, "restore"):
+                self._restore(name, original, sorted(new_nodes))
+        done = f"replaced {len(summary.replaced)} nodes, evicted {summary.evicted} pods"
+        self.emit(Event(name, "done", done, summary.as_dict()))
         return summary
 
-    def _phase(self, summary: Summary, phase: str, step: Callable[[], Any]) -> Any:
+    def _next_wave(self, name: str, original: Capacity) -> list[str]:
+        old = self._outdated(name)
+        fenced = {n.instance_id for n in self.kube.nodes() if any(t.key == RETIRING_TAINT for t in n.taints)}
+        ordered = sorted(old, key=lambda instance: (instance not in fenced, instance))
+        surge = self.settings.surge
+        if surge is None:
+            return ordered
+        size = math.ceil(int(surge[:-1]) * original.desired / 100) if isinstance(surge, str) else surge
+        return ordered[: max(size, 1)]
+
+    @contextmanager
+    def _timed(self, summary: Summary, phase: str) -> Iterator[None]:
         started = time.monotonic()
         self.emit(Event(summary.group, phase, f"{phase} started"))
-        result = step()
-        summary.phases[phase] = summary.phases.get(phase, 0.0) + time.monotonic() - started
-        return result
+        try:
+            yield
+        finally:
+            summary.phases[phase] = summary.phases.get(phase, 0.0) + time.monotonic() - started
 
     def _record(self, group: Group) -> Capacity:
         """Read the record of an interrupted run, or write one before the first change."""
@@ -265,30 +281,32 @@ class GroupRollout:
             return group
         return self.aws.with_details(group)
 
-    def _surge(self, name: str, original: Capacity) -> None:
+    def _surge(self, name: str, original: Capacity, wave: int) -> None:
         group = self.aws.groups([name])[0]
         self.aws.suspend(name, [p for p in group.tags.get(SUSPENDED_TAG, "").split(",") if p])
-        target = original.desired + len(self._outdated(name))
+        target = original.desired + wave
         if group.desired < target:
             self.aws.set_capacity(name, desired=target, max_size=max(group.max_size, target))
             self.emit(Event(name, "surge", f"desired {group.desired} -> {target}", {"desired": target}))
 
-    def _join(self, name: str, original: Capacity, changes: queue.Queue[str]) -> list[str]:
-        """Wait until ``original.desired`` up-to-date instances are InService with their nodes Ready."""
+    def _join(self, name: str, changes: queue.Queue[str]) -> list[str]:
+        """Wait until every up-to-date instance the group's desired capacity calls for is InService
+        with its node Ready."""
         deadline = time.monotonic() + self.settings.join_timeout.total_seconds()
         while True:
             group = self.aws.groups([name])[0]
             old = self._outdated(name)
+            needed = group.desired - len(old)
             fresh = {i.id for i in group.instances if i.lifecycle_state == "InService" and i.id not in old}
             ready = [n.name for n in self.kube.nodes() if n.instance_id in fresh and n.ready]
-            if len(ready) >= original.desired:
+            if len(ready) >= needed:
                 for node in ready:
                     self.kube.annotate(node, SCALE_DOWN_DISABLED, "true")
                 self.emit(Event(name, "join", f"{len(ready)} new nodes Ready", {"nodes": ready}))
                 return ready
             if time.monotonic() > deadline:
                 raise OperationError(
-                    f"only {len(ready)} of {original.desired} new nodes became Ready within "
+                    f"only {len(ready)} of {needed} new nodes became Ready within "
                     f"{self.settings.join_timeout}; nothing old was touched",
                     "check why new instances do not join (kubectl get nodes, the instances' console "
                     "output), then re-run the same command to continue",
@@ -305,19 +323,32 @@ class GroupRollout:
             )
         self.emit(Event(name, "fence", f"tainted and cordoned {len(nodes)} old nodes", {"nodes": nodes}))
 
-    def _drain(self, name: str, nodes: list[str], changes: queue.Queue[str], summary: Summary) -> None:
-        """Evict every evictable pod of the fenced nodes, all at once: the budgets gate the pace."""
+    def _drain(
+        self,
+        name: str,
+        wave: list[str],
+        nodes: dict[str, str],
+        changes: queue.Queue[str],
+        summary: Summary,
+    ) -> None:
+        """Evict the pods of the wave's fenced nodes, --max-unavailable nodes at a time (default: all; the
+        budgets gate the pace), and retire each node as soon as nothing evictable is left on it."""
         deadline = time.monotonic() + self.settings.drain_timeout.total_seconds()
         blocked_since: dict[str, float] = {}
-        while True:
-            pods = [p for p in self.kube.pods() if p.node in nodes and self._evictable(p)]
+        waiting, active = list(wave), list[str]()
+        cap = self.settings.max_unavailable or len(wave)
+        hooks = self._termination_hooks(name)
+        while waiting or active:
+            while waiting and len(active) < cap:
+                active.append(waiting.pop(0))
+            on_active = {nodes[i]: i for i in active if i in nodes}
+            pods = [p for p in self.kube.pods() if p.node in on_active and self._evictable(p)]
+            busy = {on_active[p.node] for p in pods if p.node}
+            for instance in [i for i in active if i not in busy]:
+                self._retire(name, instance, nodes.get(instance), hooks, summary)
+                active.remove(instance)
             if not pods:
-                for budget, since in blocked_since.items():
-                    summary.waited_on_budgets[budget] = (
-                        summary.waited_on_budgets.get(budget, 0) + time.monotonic() - since
-                    )
-                self.emit(Event(name, "drain", f"drained {len(nodes)} nodes"))
-                return
+                continue
             if time.monotonic() > deadline:
                 raise OperationError(
                     self._stuck(pods, blocked_since),
@@ -325,23 +356,30 @@ class GroupRollout:
                     "nothing holding an evictable pod was terminated",
                 )
             for pod in pods:
-                if pod.deleting:
-                    continue
-                result = self.kube.evict(pod, self.settings.grace_period)
-                if result.outcome is Eviction.EVICTED:
-                    summary.evicted += 1
-                    self.emit(Event(name, "drain", f"evicted {pod.key}", {"pod": pod.key}))
-                elif result.outcome is Eviction.BLOCKED:
-                    key = result.message or "a disruption budget"
-                    if key not in blocked_since:
-                        blocked_since[key] = time.monotonic()
-                        self.emit(Event(name, "drain", f"waiting on {pod.key}: {key}", {"pod": pod.key}))
-                elif result.outcome is Eviction.MISCONFIGURED:
-                    raise OperationError(
-                        f"cannot evict {pod.key}: {result.message}",
-                        "make the PodDisruptionBudgets' selectors disjoint, then re-run",
-                    )
+                if not pod.deleting:
+                    self._evict(name, pod, blocked_since, summary)
             _wait(changes, max(0.0, deadline - time.monotonic()))
+        for budget, since in blocked_since.items():
+            summary.waited_on_budgets[budget] = (
+                summary.waited_on_budgets.get(budget, 0) + time.monotonic() - since
+            )
+        self.emit(Event(name, "drain", f"drained and retired {len(wave)} nodes"))
+
+    def _evict(self, name: str, pod: Pod, blocked_since: dict[str, float], summary: Summary) -> None:
+        result = self.kube.evict(pod, self.settings.grace_period)
+        if result.outcome is Eviction.EVICTED:
+            summary.evicted += 1
+            self.emit(Event(name, "drain", f"evicted {pod.key}", {"pod": pod.key}))
+        elif result.outcome is Eviction.BLOCKED:
+            key = result.message or "a disruption budget"
+            if key not in blocked_since:
+                blocked_since[key] = time.monotonic()
+                self.emit(Event(name, "drain", f"waiting on {pod.key}: {key}", {"pod": pod.key}))
+        elif result.outcome is Eviction.MISCONFIGURED:
+            raise OperationError(
+                f"cannot evict {pod.key}: {result.message}",
+                "make the PodDisruptionBudgets' selectors disjoint, then re-run",
+            )
 
     def _evictable(self, pod: Pod) -> bool:
         return decide(pod, self.settings.plan).action is Action.EVICT
@@ -355,15 +393,16 @@ class GroupRollout:
         lines += [f"  waiting on: {budget}" for budget in blocked]
         return "the drain timed out with pods still on the old nodes:\n" + "\n".join(lines)
 
-    def _retire(self, name: str, instances: list[str], summary: Summary) -> None:
-        group = self.aws.groups([name], hooks=True)[0]
-        hooks = [h.name for h in group.hooks if h.terminating]
+    def _termination_hooks(self, name: str) -> list[str]:
+        """The hooks to complete, after finishing any an interrupted run left waiting: their nodes were
+        drained before termination (an instance whose node still holds evictable pods is left alone,
+        as another tool may be draining it)."""
         if self.settings.lifecycle_hook:
             hooks = [self.settings.lifecycle_hook]
+        else:
+            hooks = [h.name for h in self.aws.groups([name], hooks=True)[0].hooks if h.terminating]
+        group = self.aws.groups([name])[0]
         node_of = {n.instance_id: n.name for n in self.kube.nodes()}
-        # An interrupted run may have terminated instances without completing their hook: their nodes
-        # were drained before termination, so they are finished here instead of waiting out the timeout.
-        # Only when the node holds nothing evictable: another tool may be draining it itself.
         waiting = {i.id for i in group.instances if i.lifecycle_state == "Terminating:Wait"}
         for instance in outdated(self._aged(group), self.settings.plan, datetime.now(UTC), leaving=True):
             node = node_of.get(instance)
@@ -372,14 +411,16 @@ class GroupRollout:
             ):
                 for hook in hooks:
                     self._complete(name, hook, instance)
-        for instance in instances:
-            if instance in node_of:
-                self.kube.event(node_of[instance], "NodeswapRetiring", f"nodeswap: terminating {instance}")
-            self.aws.terminate(instance)
-            for hook in hooks:
-                self._complete(name, hook, instance)
-            summary.replaced.append(instance)
-            self.emit(Event(name, "retire", f"terminated {instance}", {"instance": instance}))
+        return hooks
+
+    def _retire(self, name: str, instance: str, node: str | None, hooks: list[str], summary: Summary) -> None:
+        if node is not None:
+            self.kube.event(node, "NodeswapRetiring", f"nodeswap: drained; terminating {instance}")
+        self.aws.terminate(instance)
+        for hook in hooks:
+            self._complete(name, hook, instance)
+        summary.replaced.append(instance)
+        self.emit(Event(name, "retire", f"terminated {instance}", {"instance": instance}))
 
     def _complete(self, name: str, hook: str, instance: str) -> None:
         """CONTINUE the termination hook once the instance waits on it (the node is empty by now)."""

@@ -127,7 +127,7 @@ def test_json_output_is_one_event_per_line_and_a_summary(world: SandboxClient, c
     assert {"group", "phase", "message", "time"} <= set(lines[0])
     (summary,) = lines[-1]["summary"]
     assert summary["nodes_replaced"] == 3
-    assert set(summary["phase_seconds"]) == {"surge", "join", "fence", "drain", "retire", "restore"}
+    assert set(summary["phase_seconds"]) == {"surge", "join", "fence", "drain", "restore"}
 
 
 def test_dry_run_changes_nothing(world: SandboxClient, cli: Cli) -> None:
@@ -381,3 +381,47 @@ def test_ctrl_c_stops_cleanly_and_the_rerun_continues(world: SandboxClient, cli:
     assert second.returncode == 0, second.stdout + second.stderr
     assert "continuing the rollout recorded on the group" in second.stdout
     assert_converged(world, before, "2")
+
+
+@pytest.mark.parametrize(("surge", "waves"), [("1", [1, 1, 1]), ("34%", [2, 1])])
+def test_waves_surge_a_few_instances_at_a_time(
+    world: SandboxClient, cli: Cli, surge: str, waves: list[int]
+) -> None:
+    before = world.group()
+    result = cli(
+        "replace",
+        "--asg",
+        "workers",
+        "--ami",
+        cli.new_image(),
+        "--yes",
+        "--surge",
+        surge,
+        "--max-unavailable",
+        "1",
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert_converged(world, before, "2")
+    desired = [
+        int(r["target"]["DesiredCapacity"][0])
+        for r in ours(world)
+        if r["operation"] == "UpdateAutoScalingGroup" and "DesiredCapacity" in r["target"]
+    ]
+    assert desired == [3 + wave for wave in waves]  # each wave surges by its size, no more
+    order = [
+        r["operation"]
+        for r in ours(world)
+        if r["operation"] in ("UpdateAutoScalingGroup", "TerminateInstanceInAutoScalingGroup")
+        and ("DesiredCapacity" in r["target"] or r["operation"].startswith("Terminate"))
+    ]
+    expected = []
+    for wave in waves:  # one old node at a time (--max-unavailable 1), retired as soon as it is drained
+        expected += ["UpdateAutoScalingGroup", *["TerminateInstanceInAutoScalingGroup"] * wave]
+    assert order == expected
+
+
+def test_invalid_surge_is_rejected(world: SandboxClient, cli: Cli) -> None:
+    result = cli("replace", "--asg", "workers", "--surge", "0", "--yes")
+    assert result.returncode == 2
+    assert "--surge: '0' is not a number of instances or a percentage" in result.stderr
+    assert ours(world, mutating=True) == []

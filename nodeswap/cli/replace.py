@@ -68,6 +68,12 @@ def replace(  # noqa: PLR0917 - a Typer command: its parameters are the command 
     no_raise_max: Annotated[
         bool, typer.Option("--no-raise-max", help="Refuse instead of raising MaxSize.")
     ] = False,
+    surge: Annotated[
+        str | None, typer.Option(help="Replace in waves of N instances or P% of desired.")
+    ] = None,
+    max_unavailable: Annotated[
+        int | None, typer.Option(help="Drain at most N old nodes at once.", min=1)
+    ] = None,
     region: Annotated[str | None, typer.Option(envvar="AWS_REGION", help="AWS region.")] = None,
     profile: Annotated[str | None, typer.Option(envvar="AWS_PROFILE", help="AWS profile.")] = None,
     kubeconfig: Annotated[str | None, typer.Option(envvar="KUBECONFIG", help="kubeconfig file.")] = None,
@@ -143,9 +149,22 @@ def _settings(options: dict[str, Any], dry_run: bool) -> RolloutSettings:
         grace_period=options["grace_period"],
         lifecycle_hook=options["lifecycle_hook"],
         lock_duration=duration(options["lock_duration"], "--lock-duration"),
+        surge=_surge(None if options["surge"] is None else str(options["surge"])),
+        max_unavailable=options["max_unavailable"],
         dry_run=dry_run,
         ami=options["ami"],
     )
+
+
+def _surge(text: str | None) -> int | str | None:
+    if text is None:
+        return None
+    if not re.fullmatch(r"[1-9][0-9]*%?", text) or (text.endswith("%") and int(text[:-1]) > 100):
+        raise UsageError(
+            f"--surge: {text!r} is not a number of instances or a percentage",
+            "write it like --surge 3 or --surge 25%",
+        )
+    return text if text.endswith("%") else int(text)
 
 
 def _check_in_cluster(groups: list[Group], kube: Kube) -> None:
