@@ -83,7 +83,7 @@ def main() -> None:
             assert sandbox.world is not None
             image = sandbox.world.images["new"]
             settings = RolloutSettings(plan=Settings(image=image), ami=image)
-            groups = aws.groups([g.name for g in scenario.groups], hooks=True)
+            groups = aws.groups([g.name for g in scenario.groups], full=True)
             started = time.monotonic()
             (summary,) = replace_groups(aws, kube, groups, lambda _name: settings, lambda _event: None)
             measured = time.monotonic() - started

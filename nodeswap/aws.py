@@ -23,6 +23,7 @@ from nodeswap.model import Group, Instance, LaunchSpec, LifecycleHook
 # Retries are botocore's: standard mode backs off on throttling (Throttling, RequestLimitExceeded) and 5xx.
 RETRIES = {"mode": "standard", "total_max_attempts": 10}
 STATE_TAG_PREFIX = "nodeswap.io/"
+_FINISHED = ("Successful", "Failed", "Cancelled")
 
 
 @contextmanager
@@ -69,9 +70,9 @@ class Aws:
 
     # ----- reads -------------------------------------------------------------------------------
 
-    def groups(self, names: list[str], *, hooks: bool = False) -> list[Group]:
-        """The named groups (a UsageError names any that does not exist); their lifecycle hooks too
-        when ``hooks`` (one more call per group)."""
+    def groups(self, names: list[str], *, full: bool = False) -> list[Group]:
+        """The named groups (a UsageError names any that does not exist); with ``full``, also their
+        lifecycle hooks and whether a scaling activity is in progress (two more calls per group)."""
         with _translated(f"describe Auto Scaling groups {', '.join(names)}"):
             described = self._describe_groups(AutoScalingGroupNames=names)
         found = {g["AutoScalingGroupName"] for g in described}
@@ -81,7 +82,7 @@ class Aws:
                 f"no Auto Scaling group named {', '.join(missing)} in region {self.region}",
                 "check the name (aws autoscaling describe-auto-scaling-groups) and --region",
             )
-        return [self._group(raw, hooks) for raw in described]
+        return [self._group(raw, full) for raw in described]
 
     def groups_by_tag(self, key: str, value: str) -> list[Group]:
         with _translated(f"find Auto Scaling groups tagged {key}={value}"):
@@ -91,16 +92,16 @@ class Aws:
                 f"no Auto Scaling group is tagged {key}={value} in region {self.region}",
                 "check the tag and --region",
             )
-        return [self._group(raw, with_hooks=True) for raw in described]
+        return [self._group(raw, full=True) for raw in described]
 
     def _describe_groups(self, **query: Any) -> list[dict[str, Any]]:
         pages = self.autoscaling.get_paginator("describe_auto_scaling_groups").paginate(**query)
         return [group for page in pages for group in page["AutoScalingGroups"]]
 
-    def _group(self, raw: dict[str, Any], with_hooks: bool) -> Group:
+    def _group(self, raw: dict[str, Any], full: bool) -> Group:
         name = raw["AutoScalingGroupName"]
         hooks = []
-        if with_hooks:
+        if full:
             with _translated(f"describe the lifecycle hooks of {name}"):
                 hooks = self.autoscaling.describe_lifecycle_hooks(AutoScalingGroupName=name)["LifecycleHooks"]
         return Group(
@@ -121,7 +122,20 @@ class Aws:
                 for h in hooks
             ),
             tags={t["Key"]: t["Value"] for t in raw.get("Tags", [])},
+            busy=full and self._busy(raw),
+            mixed="MixedInstancesPolicy" in raw,
         )
+
+    def _busy(self, raw: dict[str, Any]) -> bool:
+        """A scaling activity is in progress: instances launching or leaving, or an unfinished activity."""
+        if any(i["LifecycleState"] not in ("InService", "Standby") for i in raw.get("Instances", [])):
+            return True
+        name = raw["AutoScalingGroupName"]
+        with _translated(f"describe the scaling activities of {name}"):
+            activities = self.autoscaling.describe_scaling_activities(
+                AutoScalingGroupName=name, MaxRecords=10
+            )
+        return any(a.get("StatusCode") not in _FINISHED for a in activities.get("Activities", []))
 
     def _group_launch(self, raw: dict[str, Any]) -> LaunchSpec:
         template = raw.get("LaunchTemplate") or (

@@ -33,6 +33,7 @@ class GroupOptions(BaseModel):
     drain_timeout: str | None = Field(default=None, pattern=DURATION)
     join_timeout: str | None = Field(default=None, pattern=DURATION)
     lifecycle_hook: str | None = None
+    launch_hook: str | None = None
     lock_duration: str | None = Field(default=None, pattern=DURATION)
     no_raise_max: bool | None = None
     surge: str | int | None = None  # checked with the flag's rules when the settings are built

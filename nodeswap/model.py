@@ -67,6 +67,7 @@ class Group:
     hooks: tuple[LifecycleHook, ...] = ()
     tags: dict[str, str] = field(default_factory=dict)
     busy: bool = False  # a scaling activity is in progress
+    mixed: bool = False  # the launch template comes from a mixed instances policy
 
     def instance(self, instance_id: str) -> Instance | None:
         return next((i for i in self.instances if i.id == instance_id), None)

@@ -230,7 +230,9 @@ def _group_blockers(
     by_instance: dict[str, Node],
     settings: Settings,
 ) -> list[Blocker]:
-    blockers = []
+    blockers: list[Blocker] = []
+    if not old:
+        return blockers  # nothing to replace: nothing to refuse
     if group.busy:
         blockers.append(
             Blocker(

@@ -37,7 +37,7 @@ from typing import Any
 from kubernetes import client
 
 from nodeswap.aws import STATE_TAG_PREFIX, Aws
-from nodeswap.errors import OperationError, RefusedError
+from nodeswap.errors import OperationError, RefusedError, UsageError
 from nodeswap.kube import RETIRING_TAINT, SCALE_DOWN_DISABLED, Eviction, Kube
 from nodeswap.model import Group, Pod
 from nodeswap.plan import Action, GroupPlan, Settings, decide, outdated, plan_group
@@ -69,6 +69,7 @@ class RolloutSettings:
     join_timeout: timedelta = timedelta(minutes=15)
     grace_period: int | None = None
     lifecycle_hook: str | None = None
+    launch_hook: str | None = None  # nodeswap completes this launch hook once a new node is Ready
     lock_duration: timedelta = timedelta(seconds=60)
     surge: int | str | None = None  # instances per wave, or "P%" of desired; None: everything in one wave
     max_unavailable: int | None = None  # old nodes drained at once; None: the whole wave
@@ -124,6 +125,13 @@ def replace_groups(
     """Plan every group, refuse if any plan has a blocker (nothing changed yet), then replace the groups
     one after the other."""
     rollouts = {group.name: GroupRollout(aws, kube, settings_for(group.name), emit) for group in groups}
+    for group in groups:
+        if rollouts[group.name].settings.ami and group.mixed:
+            raise UsageError(
+                f"group {group.name} takes its launch template from a mixed instances policy, which --ami "
+                "does not update yet",
+                "create the launch template version, point the policy at it, then run without --ami",
+            )
     plans = [rollouts[group.name].plan(group) for group in groups]
     for plan in plans:
         rollouts[plan.group.name].announce(plan)
@@ -297,8 +305,11 @@ class GroupRollout:
             group = self.aws.groups([name])[0]
             old = self._outdated(name)
             needed = group.desired - len(old)
+            nodes = self.kube.nodes()
+            if self.settings.launch_hook:
+                self._release_launches(name, group, {n.instance_id for n in nodes if n.ready})
             fresh = {i.id for i in group.instances if i.lifecycle_state == "InService" and i.id not in old}
-            ready = [n.name for n in self.kube.nodes() if n.instance_id in fresh and n.ready]
+            ready = [n.name for n in nodes if n.instance_id in fresh and n.ready]
             if len(ready) >= needed:
                 for node in ready:
                     self.kube.annotate(node, SCALE_DOWN_DISABLED, "true")
@@ -312,6 +323,13 @@ class GroupRollout:
                     "output), then re-run the same command to continue",
                 )
             _wait(changes, min(AWS_RECHECK_SECONDS, deadline - time.monotonic()))
+
+    def _release_launches(self, name: str, group: Group, ready: set[str | None]) -> None:
+        """Own the launch hook (--launch-hook): CONTINUE it for each new instance whose node is Ready."""
+        for instance in group.instances:
+            if instance.lifecycle_state == "Pending:Wait" and instance.id in ready:
+                self.aws.complete(name, self.settings.launch_hook or "", instance.id)
+                self.emit(Event(name, "join", f"completed launch hook for {instance.id}: its node is Ready"))
 
     def _fence(self, name: str, nodes: list[str]) -> None:
         for node in nodes:
@@ -400,7 +418,7 @@ class GroupRollout:
         if self.settings.lifecycle_hook:
             hooks = [self.settings.lifecycle_hook]
         else:
-            hooks = [h.name for h in self.aws.groups([name], hooks=True)[0].hooks if h.terminating]
+            hooks = [h.name for h in self.aws.groups([name], full=True)[0].hooks if h.terminating]
         group = self.aws.groups([name])[0]
         node_of = {n.instance_id: n.name for n in self.kube.nodes()}
         waiting = {i.id for i in group.instances if i.lifecycle_state == "Terminating:Wait"}

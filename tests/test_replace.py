@@ -425,3 +425,71 @@ def test_invalid_surge_is_rejected(world: SandboxClient, cli: Cli) -> None:
     assert result.returncode == 2
     assert "--surge: '0' is not a number of instances or a percentage" in result.stderr
     assert ours(world, mutating=True) == []
+
+
+def test_a_scaling_activity_in_progress_refuses(
+    start_sandbox: Callable[..., SandboxClient], tmp_path: Path
+) -> None:
+    world = start_sandbox(**demo_scenario(timing={"boot_seconds": 60, "shutdown_seconds": 1}))
+    cli = Cli(world, tmp_path)
+    world.autoscaling.set_desired_capacity(AutoScalingGroupName="workers", DesiredCapacity=4)  # one Pending
+    mutations = len(ours(world, mutating=True))
+    result = cli("replace", "--asg", "workers", "--ami", cli.new_image(), "--yes")
+    assert result.returncode == 3
+    assert "a scaling activity is in progress" in result.stderr
+    assert len(ours(world, mutating=True)) == mutations
+
+
+def test_nodeswap_owns_the_launch_hook_when_asked(
+    start_sandbox: Callable[..., SandboxClient], tmp_path: Path
+) -> None:
+    scenario = demo_scenario()
+    scenario["groups"][0]["lifecycle_hooks"].append(
+        {
+            "name": "bootstrap",
+            "transition": "launching",
+            "heartbeat_timeout": 600,
+            "default_result": "ABANDON",
+        }
+    )
+    world = start_sandbox(**scenario)
+    cli = Cli(world, tmp_path)
+    before = world.group()
+    result = cli(
+        "replace",
+        "--asg",
+        "workers",
+        "--ami",
+        cli.new_image(),
+        "--yes",
+        "--launch-hook",
+        "bootstrap",
+        "--join-timeout",
+        "60s",
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("completed launch hook") == 3
+    assert_converged(world, before, "2")
+
+
+def test_ami_is_refused_for_a_mixed_instances_group(world: SandboxClient, cli: Cli) -> None:
+    template = world.group()["LaunchTemplate"]["LaunchTemplateId"]
+    world.autoscaling.create_auto_scaling_group(
+        AutoScalingGroupName="mixed",
+        MinSize=1,
+        MaxSize=2,
+        DesiredCapacity=1,
+        VPCZoneIdentifier=world.group()["VPCZoneIdentifier"],
+        MixedInstancesPolicy={
+            "LaunchTemplate": {
+                "LaunchTemplateSpecification": {"LaunchTemplateId": template, "Version": "1"},
+                "Overrides": [{"InstanceType": "m5.large"}, {"InstanceType": "m5a.large"}],
+            }
+        },
+    )
+    world.sandbox.scheduler.settle(10)  # its instance boots and joins
+    mutations = len(ours(world, mutating=True))
+    result = cli("replace", "--asg", "mixed", "--ami", cli.new_image(), "--yes")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "mixed instances policy" in result.stderr
+    assert len(ours(world, mutating=True)) == mutations

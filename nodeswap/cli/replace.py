@@ -62,6 +62,9 @@ def replace(  # noqa: PLR0917 - a Typer command: its parameters are the command 
     lifecycle_hook: Annotated[
         str | None, typer.Option(help="Termination hook to complete (default: discovered).")
     ] = None,
+    launch_hook: Annotated[
+        str | None, typer.Option(help="Launch hook nodeswap completes once a new node is Ready.")
+    ] = None,
     lock_duration: Annotated[
         str, typer.Option(help="How long the group's lock outlives a run that stopped renewing it.")
     ] = "60s",
@@ -113,7 +116,7 @@ def replace(  # noqa: PLR0917 - a Typer command: its parameters are the command 
     aws = Aws(region=top["region"], profile=top["profile"])
     kube = Kube(kubeconfig=top["kubeconfig"], context=top["context"])
     if top["asg"]:
-        groups = aws.groups(list(top["asg"]), hooks=True)
+        groups = aws.groups(list(top["asg"]), full=True)
     else:
         groups = aws.groups_by_tag(*str(top["asg_tag"]).split("=", 1))
     _check_in_cluster(groups, kube)
@@ -148,6 +151,7 @@ def _settings(options: dict[str, Any], dry_run: bool) -> RolloutSettings:
         join_timeout=duration(options["join_timeout"], "--join-timeout"),
         grace_period=options["grace_period"],
         lifecycle_hook=options["lifecycle_hook"],
+        launch_hook=options["launch_hook"],
         lock_duration=duration(options["lock_duration"], "--lock-duration"),
         surge=_surge(None if options["surge"] is None else str(options["surge"])),
         max_unavailable=options["max_unavailable"],
