@@ -82,7 +82,7 @@ def main() -> None:
             aws, kube = Aws(region=scenario.region), Kube(kubeconfig=str(kubeconfig))
             assert sandbox.world is not None
             image = sandbox.world.images["new"]
-            settings = RolloutSettings(plan=Settings(image=image), ami=image)
+            settings = RolloutSettings(plan=Settings(image=image))
             groups = aws.groups([g.name for g in scenario.groups], full=True)
             started = time.monotonic()
             (summary,) = replace_groups(aws, kube, groups, lambda _name: settings, lambda _event: None)

@@ -192,6 +192,21 @@ class Aws:
         )
         return dataclasses.replace(group, instances=instances)
 
+    def check_image(self, image_id: str) -> None:
+        """A UsageError unless the AMI exists in this region (before a template version points at it)."""
+        try:
+            with _translated(f"describe AMI {image_id}"):
+                found = self.ec2.describe_images(ImageIds=[image_id])["Images"]
+        except OperationError as exc:
+            found = [] if "InvalidAMIID" in exc.message else None
+            if found is None:
+                raise
+        if not found:
+            raise UsageError(
+                f"--ami: no image {image_id} in region {self.region}",
+                "check the AMI id and --region (aws ec2 describe-images --image-ids ...)",
+            )
+
     def image_of(self, launch: LaunchSpec) -> str | None:
         if launch.template_id is None:
             return None

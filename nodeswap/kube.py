@@ -1,11 +1,13 @@
 """The Kubernetes adapter: the only module that talks to the API server (through the official client).
 
 Reads return nodeswap's model; writes are idempotent (tainting a tainted node, evicting a gone pod);
-waits watch instead of polling. API errors become nodeswap's errors at this boundary.
+waits watch instead of polling. Requests the API server refuses for load (429 without a budget, 5xx)
+are retried here with backoff; other API errors become nodeswap's errors at this boundary.
 """
 
 from __future__ import annotations
 
+import json
 import queue
 import threading
 from collections.abc import Callable, Iterator
@@ -13,11 +15,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
-from typing import Any
+from typing import Any, TypeVar
 
 from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
+from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential
 from urllib3.exceptions import HTTPError
 
 from nodeswap import USER_AGENT
@@ -27,16 +30,34 @@ from nodeswap.model import Budget, Node, Owner, Pod, Taint
 RETIRING_TAINT = "nodeswap.io/retiring"
 SCALE_DOWN_DISABLED = "cluster-autoscaler.kubernetes.io/scale-down-disabled"
 LOCK_NAMESPACE = "kube-system"
+WATCH_SECONDS = 30  # server-side watch timeout; the client gives up on a silent connection after 60 s
+T = TypeVar("T")
 
 
-@contextmanager
-def _translated(what: str) -> Iterator[None]:
+def _transient(exc: BaseException) -> bool:
+    """Worth retrying: the API server shedding load (429 without a budget cause, 5xx) or the network."""
+    if isinstance(exc, ApiException):
+        return exc.status in (429, 500, 502, 503, 504) and "DisruptionBudget" not in (exc.body or "")
+    return isinstance(exc, HTTPError | OSError)
+
+
+# The retry policy, in one place: five attempts, 0.5 s doubling to 8 s.
+_retrying = retry(
+    retry=retry_if_exception(_transient),
+    stop=stop_after_attempt(5),
+    wait=wait_exponential(multiplier=0.5, max=8),
+    reraise=True,
+)
+
+
+def _call(what: str, request: Callable[[], T]) -> T:
+    """Make a request with retries; what still fails becomes an OperationError naming ``what``."""
     try:
-        yield
+        return _retrying(request)()
     except ApiException as exc:
         raise OperationError(
             f"Kubernetes refused to {what}: {exc.status} {exc.reason}: {_message(exc)}",
-            "see the message; re-run when fixed",
+            "see the message; re-run the same command when fixed",
         ) from exc
     except (HTTPError, OSError) as exc:
         raise OperationError(
@@ -46,8 +67,6 @@ def _translated(what: str) -> Iterator[None]:
 
 
 def _message(exc: ApiException) -> str:
-    import json  # noqa: PLC0415 - only on the error path
-
     try:
         return str(json.loads(exc.body or "{}").get("message", exc.body))
     except ValueError:
@@ -74,7 +93,7 @@ class Kube:
             config.load_kube_config(
                 config_file=kubeconfig, context=context, client_configuration=configuration
             )
-        except (ConfigException, OSError, TypeError) as exc:
+        except (ConfigException, OSError, TypeError, ValueError) as exc:
             where = kubeconfig or "the default kubeconfig (KUBECONFIG or ~/.kube/config)"
             raise UsageError(
                 f"cannot load {where}: {exc}", "pass --kubeconfig FILE and/or --context NAME"
@@ -88,31 +107,29 @@ class Kube:
     # ----- reads -------------------------------------------------------------------------------
 
     def nodes(self) -> list[Node]:
-        with _translated("list nodes"):
-            items = self.core.list_node().items
-        return [_node(n) for n in items]
+        return [_node(n) for n in _call("list nodes", self.core.list_node).items]
 
     def pods(self) -> list[Pod]:
-        with _translated("list pods"):
-            items = self.core.list_pod_for_all_namespaces().items
-        return [_pod(p) for p in items]
+        return [_pod(p) for p in _call("list pods", self.core.list_pod_for_all_namespaces).items]
 
     def pods_on(self, node: str) -> list[Pod]:
-        with _translated(f"list the pods on {node}"):
-            items = self.core.list_pod_for_all_namespaces(field_selector=f"spec.nodeName={node}").items
-        return [_pod(p) for p in items]
+        listed = _call(
+            f"list the pods on {node}",
+            lambda: self.core.list_pod_for_all_namespaces(field_selector=f"spec.nodeName={node}"),
+        )
+        return [_pod(p) for p in listed.items]
 
     def budgets(self) -> list[Budget]:
-        with _translated("list PodDisruptionBudgets"):
-            items = self.policy.list_pod_disruption_budget_for_all_namespaces().items
-        return [_budget(b) for b in items]
+        listed = _call("list PodDisruptionBudgets", self.policy.list_pod_disruption_budget_for_all_namespaces)
+        return [_budget(b, self.api) for b in listed.items]
 
     # ----- node changes ------------------------------------------------------------------------
 
     def fence(self, node: str, run: str) -> None:
-        """Cordon the node and taint it NoSchedule, so nothing new lands on it. Idempotent."""
-        with _translated(f"cordon and taint {node}"):
-            current = self.core.read_node(node)
+        """Cordon the node and taint it NoSchedule, so nothing new lands on it. Idempotent; a concurrent
+        change to the node (409) is met by reading it again."""
+        for _ in range(5):
+            current = _call(f"read {node}", lambda: self.core.read_node(node))
             taints = [t.to_dict() for t in current.spec.taints or [] if t.key != RETIRING_TAINT]
             taints.append({"key": RETIRING_TAINT, "value": run, "effect": "NoSchedule"})
             body = {
@@ -122,18 +139,33 @@ class Kube:
                     "taints": [{k: v for k, v in t.items() if v is not None} for t in taints],
                 },
             }
-            self.core.patch_node(node, body)
-
-    def annotate(self, node: str, key: str, value: str | None) -> None:
-        with _translated(f"annotate {node}"):
             try:
-                self.core.patch_node(node, {"metadata": {"annotations": {key: value}}})
+                _retrying(self.core.patch_node)(node, body)
+                return
             except ApiException as exc:
-                if exc.status != 404:  # a node already gone needs no annotation
-                    raise
+                if exc.status != 409:
+                    raise OperationError(
+                        f"Kubernetes refused to fence {node}: {exc.status} {_message(exc)}",
+                        "see the message; re-run the same command when fixed",
+                    ) from exc
+        raise OperationError(
+            f"{node} kept changing while nodeswap tried to fence it", "re-run the same command"
+        )
+
+    def annotate(self, node: str, annotations: dict[str, str | None]) -> None:
+        """Set (or, with None, remove) annotations; a node already gone needs none."""
+        try:
+            _retrying(self.core.patch_node)(node, {"metadata": {"annotations": annotations}})
+        except ApiException as exc:
+            if exc.status != 404:
+                raise OperationError(
+                    f"Kubernetes refused to annotate {node}: {exc.status} {_message(exc)}",
+                    "see the message; re-run the same command when fixed",
+                ) from exc
 
     def event(self, node: str, reason: str, message: str) -> None:
-        """A Kubernetes Event on the node, so `kubectl describe node` says what nodeswap does to it."""
+        """A Kubernetes Event on the node, so `kubectl describe node` says what nodeswap does to it.
+        Best effort: a rollout does not stop for a lost event."""
         now = datetime.now(UTC)
         body = client.CoreV1Event(
             metadata=client.V1ObjectMeta(generate_name=f"{node}.nodeswap-", namespace="default"),
@@ -147,8 +179,10 @@ class Kube:
             source=client.V1EventSource(component="nodeswap"),
             reporting_component="nodeswap",
         )
-        with _translated(f"record an event on {node}"):
+        try:
             self.core.create_namespaced_event("default", body)
+        except (ApiException, HTTPError, OSError):
+            return
 
     # ----- eviction ----------------------------------------------------------------------------
 
@@ -160,19 +194,22 @@ class Kube:
             metadata=client.V1ObjectMeta(name=pod.name, namespace=pod.namespace), delete_options=options
         )
         try:
-            with _translated(f"evict {pod.key}"):
-                try:
-                    self.core.create_namespaced_pod_eviction(pod.name, pod.namespace, body)
-                except ApiException as exc:
-                    if exc.status == 404:
-                        return EvictionResult(Eviction.GONE)
-                    if exc.status == 429:
-                        return EvictionResult(Eviction.BLOCKED, _cause(exc))
-                    if exc.status == 500:
-                        return EvictionResult(Eviction.MISCONFIGURED, _message(exc))
-                    raise
-        except OperationError:
-            raise
+            self.core.create_namespaced_pod_eviction(pod.name, pod.namespace, body)
+        except ApiException as exc:
+            if exc.status == 404:
+                return EvictionResult(Eviction.GONE)
+            if exc.status == 429:  # a budget, or the API server shedding load: both mean "later"
+                return EvictionResult(Eviction.BLOCKED, _cause(exc))
+            if exc.status == 500 and "PodDisruptionBudget" in (exc.body or ""):
+                return EvictionResult(Eviction.MISCONFIGURED, _message(exc))
+            if _transient(exc):
+                return EvictionResult(Eviction.BLOCKED, f"the API server answered {exc.status}")
+            raise OperationError(
+                f"Kubernetes refused to evict {pod.key}: {exc.status} {_message(exc)}",
+                "see the message; re-run the same command when fixed",
+            ) from exc
+        except (HTTPError, OSError) as exc:
+            return EvictionResult(Eviction.BLOCKED, f"the API server did not answer: {exc}")
         return EvictionResult(Eviction.EVICTED)
 
     # ----- watching ----------------------------------------------------------------------------
@@ -188,56 +225,27 @@ class Kube:
             "nodes": self.core.list_node,
             "budgets": self.policy.list_pod_disruption_budget_for_all_namespaces,
         }
-        threads = [
+        for kind, lister in lists.items():
             threading.Thread(
-                target=self._follow, args=(kind, lister, changed, stop), daemon=True, name=f"watch-{kind}"
-            )
-            for kind, lister in lists.items()
-        ]
-        for thread in threads:
-            thread.start()
+                target=_follow, args=(lister, kind, changed, stop), daemon=True, name=f"watch-{kind}"
+            ).start()
         try:
             yield changed
         finally:
             stop.set()
 
-    @staticmethod
-    def _follow(
-        kind: str, lister: Callable[..., Any], changed: queue.Queue[str], stop: threading.Event
-    ) -> None:
-        version: str | None = None
-        while not stop.is_set():
-            try:
-                if version is None:
-                    version = lister().metadata.resource_version
-                    changed.put(kind)
-                stream = watch.Watch().stream(lister, resource_version=version, timeout_seconds=30)
-                for event in stream:
-                    if stop.is_set():
-                        return
-                    version = event["object"].metadata.resource_version
-                    changed.put(kind)
-            except ApiException as exc:
-                if exc.status != 410:
-                    stop.wait(1.0)  # the API server is struggling: back off before watching again
-                version = None
-            except (HTTPError, OSError, ValueError):
-                stop.wait(1.0)
-                version = None
-
     # ----- the lock ----------------------------------------------------------------------------
 
     def lease(self, name: str) -> client.V1Lease | None:
         try:
-            with _translated(f"read lease {name}"):
-                try:
-                    lease: client.V1Lease = self.leases.read_namespaced_lease(name, LOCK_NAMESPACE)
-                except ApiException as exc:
-                    if exc.status == 404:
-                        return None
-                    raise
-        except OperationError:
-            raise
+            lease: client.V1Lease = _retrying(self.leases.read_namespaced_lease)(name, LOCK_NAMESPACE)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise OperationError(
+                f"Kubernetes refused to read lease {name}: {exc.status} {_message(exc)}",
+                "check nodeswap may read leases in kube-system",
+            ) from exc
         return lease
 
     def write_lease(self, lease: client.V1Lease, create: bool) -> client.V1Lease | None:
@@ -250,22 +258,55 @@ class Kube:
         except ApiException as exc:
             if exc.status == 409:
                 return None
-            with _translated("write the rollout lock"):
-                raise
+            raise OperationError(
+                f"Kubernetes refused to write lease {lease.metadata.name}: {exc.status} {_message(exc)}",
+                "check nodeswap may write leases in kube-system",
+            ) from exc
         return written
 
-    def delete_lease(self, name: str) -> None:
+    def release_lease(self, name: str, holder: str) -> None:
+        """Delete the lease, only while ``holder`` still holds it (a takeover is not undone)."""
+        lease = self.lease(name)
+        if lease is None or lease.spec.holder_identity != holder:
+            return
+        options = client.V1DeleteOptions(
+            preconditions=client.V1Preconditions(resource_version=lease.metadata.resource_version)
+        )
         try:
-            self.leases.delete_namespaced_lease(name, LOCK_NAMESPACE)
+            self.leases.delete_namespaced_lease(name, LOCK_NAMESPACE, body=options)
         except ApiException as exc:
-            if exc.status != 404:
-                with _translated("release the rollout lock"):
-                    raise
+            if exc.status not in (404, 409):
+                raise OperationError(
+                    f"could not release lock {name}: {exc.status} {_message(exc)}",
+                    f"delete it: kubectl -n {LOCK_NAMESPACE} delete lease {name}",
+                ) from exc
+
+
+def _follow(lister: Callable[..., Any], kind: str, changed: queue.Queue[str], stop: threading.Event) -> None:
+    """Feed ``changed`` from one watch, resuming from the last version; relist after a 410 or a failure."""
+    version: str | None = None
+    while not stop.is_set():
+        try:
+            if version is None:
+                version = lister(limit=1).metadata.resource_version
+                changed.put(kind)
+            stream = watch.Watch().stream(
+                lister,
+                resource_version=version,
+                timeout_seconds=WATCH_SECONDS,
+                _request_timeout=WATCH_SECONDS * 2,
+            )
+            for event in stream:
+                if stop.is_set():
+                    return
+                version = event["object"].metadata.resource_version
+                changed.put(kind)
+        except (ApiException, HTTPError, OSError, ValueError):
+            stop.wait(1.0)  # the API server is struggling or the version expired: relist, a second later
+            version = None
 
 
 def _cause(exc: ApiException) -> str:
-    import json  # noqa: PLC0415
-
     try:
         body = json.loads(exc.body or "{}")
     except ValueError:
@@ -283,6 +324,7 @@ def _node(raw: client.V1Node) -> Node:
         unschedulable=bool(raw.spec.unschedulable),
         taints=tuple(Taint(t.key, t.effect, t.value or "") for t in raw.spec.taints or []),
         labels=dict(raw.metadata.labels or {}),
+        annotations=dict(raw.metadata.annotations or {}),
     )
 
 
@@ -306,13 +348,13 @@ def _pod(raw: client.V1Pod) -> Pod:
     )
 
 
-def _budget(raw: client.V1PodDisruptionBudget) -> Budget:
+def _budget(raw: client.V1PodDisruptionBudget, api: client.ApiClient) -> Budget:
     status = raw.status
     selector = raw.spec.selector
     return Budget(
         namespace=raw.metadata.namespace,
         name=raw.metadata.name,
-        selector=client.ApiClient().sanitize_for_serialization(selector) if selector is not None else None,
+        selector=api.sanitize_for_serialization(selector) if selector is not None else None,
         min_available=raw.spec.min_available,
         max_unavailable=raw.spec.max_unavailable,
         expected_pods=status.expected_pods if status else 0,

@@ -88,6 +88,7 @@ class Node:
     unschedulable: bool = False
     taints: tuple[Taint, ...] = ()
     labels: dict[str, str] = field(default_factory=dict)
+    annotations: dict[str, str] = field(default_factory=dict)
 
     @property
     def instance_id(self) -> str | None:

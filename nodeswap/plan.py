@@ -34,6 +34,9 @@ class Settings:
 
     replace_all: bool = False
     older_than: timedelta | None = None
+    # --all/--older-than compare launch times with a cutoff fixed when the rollout starts, so the
+    # instances a rollout launches are never themselves replaced by it.
+    launched_before: datetime | None = None
     image: str | None = None  # --ami: instances running another image are outdated
     ignore_daemonsets: bool = True
     delete_emptydir_data: bool = False
@@ -55,6 +58,9 @@ class Blocker:
     cause: str
     subject: str
     remedy: str
+    # "workload" blockers (pods, budgets) hold on every run; "group" ones describe the group before a
+    # rollout and are expected mid-rollout (instances launching, MaxSize raised), so a resumed run skips them.
+    scope: str = "group"
 
 
 @dataclass(frozen=True)
@@ -86,17 +92,20 @@ def outdated(group: Group, settings: Settings, now: datetime, *, leaving: bool =
     for instance in group.instances:
         if instance.serving == leaving:
             continue
-        if settings.replace_all:
-            reasons[instance.id] = "--all replaces every instance"
+        if settings.replace_all or settings.older_than is not None:
+            cutoff = settings.launched_before or now - (settings.older_than or timedelta(0))
+            if instance.launched_at is not None and instance.launched_at < cutoff:
+                age = now - instance.launched_at
+                reasons[instance.id] = (
+                    "--all replaces every instance launched before the rollout"
+                    if settings.replace_all
+                    else f"launched {_days(age)} ago, older than {_days(settings.older_than or age)}"
+                )
         elif settings.image is not None:
             if instance.image_id != settings.image:
                 reasons[instance.id] = (
                     f"runs {instance.image_id or 'an unknown image'}, rolling out {settings.image}"
                 )
-        elif settings.older_than is not None:
-            if instance.launched_at is not None and now - instance.launched_at > settings.older_than:
-                age = now - instance.launched_at
-                reasons[instance.id] = f"launched {_days(age)} ago, older than {_days(settings.older_than)}"
         elif instance.launch != group.launch:
             was = instance.launch.describe() if instance.launch else "an unknown launch spec"
             reasons[instance.id] = f"launched from {was}; the group uses {group.launch.describe()}"
@@ -182,7 +191,11 @@ def plan_group(
     blockers: list[Blocker] = []
     for decision in decisions:
         if decision.action is Action.BLOCK:
-            blockers.append(Blocker(decision.reason, f"pod {decision.pod.key}", _remedy(decision.reason)))
+            blockers.append(
+                Blocker(
+                    decision.reason, f"pod {decision.pod.key}", _remedy(decision.reason), scope="workload"
+                )
+            )
     blockers += _budget_blockers([d.pod for d in decisions if d.action is Action.EVICT], budgets)
     blockers += _group_blockers(group, old, old_nodes, by_instance, settings)
     return GroupPlan(group, old, reasons, old_nodes, decisions, tuple(blockers))
@@ -205,6 +218,7 @@ def _budget_blockers(evictable: list[Pod], budgets: list[Budget]) -> list[Blocke
                     f"selected by more than one PodDisruptionBudget ({names}); the Eviction API refuses it",
                     f"pod {pod.key}",
                     "make the PDBs' selectors disjoint",
+                    scope="workload",
                 )
             )
         for budget in matching:
@@ -218,6 +232,7 @@ def _budget_blockers(evictable: list[Pod], budgets: list[Budget]) -> list[Blocke
                         f"(needs {budget.desired_healthy} healthy)",
                         f"PodDisruptionBudget {budget.key}",
                         "scale the workload up or relax minAvailable/maxUnavailable",
+                        scope="workload",
                     )
                 )
     return blockers
@@ -239,7 +254,7 @@ def _group_blockers(
                 "a scaling activity is in progress", f"group {group.name}", "wait for it to finish and re-run"
             )
         )
-    if old and group.desired + len(old) > group.max_size and not settings.may_raise_max_size:
+    if group.desired + len(old) > group.max_size and not settings.may_raise_max_size:
         blockers.append(
             Blocker(
                 f"surging {len(old)} instances needs MaxSize {group.desired + len(old)}, "

@@ -20,9 +20,11 @@ The engine emits events; the CLI renders them.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import queue
+import re
 import socket
 import threading
 import time
@@ -44,13 +46,22 @@ from nodeswap.plan import Action, GroupPlan, Settings, decide, outdated, plan_gr
 
 ORIGINAL_TAG = f"{STATE_TAG_PREFIX}original-capacity"  # "min,max,desired"
 SUSPENDED_TAG = f"{STATE_TAG_PREFIX}suspended"  # the processes nodeswap suspended, "" for none
-RUN_TAG = f"{STATE_TAG_PREFIX}run"
+CUTOFF_TAG = f"{STATE_TAG_PREFIX}launched-before"  # --all/--older-than: replace instances launched before
+# Marks the nodes whose scale-down-disabled annotation nodeswap set, so restore removes only those.
+MARK_ANNOTATION = "nodeswap.io/scale-down-disabled"
 # Processes that would change the group under the rollout: zone rebalancing terminates instances,
 # alarms and scheduled actions change desired capacity.
 FIGHTING_PROCESSES = ("AZRebalance", "AlarmNotification", "ScheduledActions")
-# Auto Scaling has no watch: while waiting on it, the group is re-read at this interval (and at once
-# whenever the cluster changes), in one DescribeAutoScalingGroups call for the whole group.
+# Auto Scaling has no watch: while waiting on it, the group is re-read at most this often (the cluster
+# is watched meanwhile), in one DescribeAutoScalingGroups call for the whole group.
 AWS_RECHECK_SECONDS = 5.0
+# A watch can die silently (a half-open connection): waits wake at least this often to look again.
+WAKE_SECONDS = 5.0
+# A refused eviction is tried again after a change in the cluster, but not more often than this.
+RETRY_SECONDS = 1.0
+# After TerminateInstanceInAutoScalingGroup, how long to wait for its termination hook to be pending.
+HOOK_APPEARS_SECONDS = 120.0
+_BUDGET = re.compile(r"The disruption budget (\S+) ")
 Emit = Callable[["Event"], None]
 
 
@@ -74,7 +85,10 @@ class RolloutSettings:
     surge: int | str | None = None  # instances per wave, or "P%" of desired; None: everything in one wave
     max_unavailable: int | None = None  # old nodes drained at once; None: the whole wave
     dry_run: bool = False
-    ami: str | None = None
+
+    @property
+    def ami(self) -> str | None:
+        return self.plan.image
 
 
 @dataclass
@@ -135,7 +149,14 @@ def replace_groups(
     plans = [rollouts[group.name].plan(group) for group in groups]
     for plan in plans:
         rollouts[plan.group.name].announce(plan)
-    blockers = [(p.group.name, b) for p in plans for b in p.blockers if ORIGINAL_TAG not in p.group.tags]
+    # A resumed rollout expects its own group-level effects (instances launching, MaxSize raised) but
+    # still refuses on what would lose data or break a budget.
+    blockers = [
+        (p.group.name, b)
+        for p in plans
+        for b in p.blockers
+        if b.scope == "workload" or ORIGINAL_TAG not in p.group.tags
+    ]
     if blockers:
         raise RefusedError(blockers)
     todo = [p for p in plans if p.outdated or ORIGINAL_TAG in p.group.tags]
@@ -152,6 +173,7 @@ class GroupRollout:
     def __init__(self, aws: Aws, kube: Kube, settings: RolloutSettings, emit: Emit) -> None:
         self.aws, self.kube, self.settings, self.emit = aws, kube, settings, emit
         self.run_id = uuid.uuid4().hex[:8]
+        self._lock_lost = threading.Event()
 
     def plan(self, group: Group) -> GroupPlan:
         return plan_group(
@@ -159,7 +181,7 @@ class GroupRollout:
             self.kube.nodes(),
             self.kube.pods(),
             self.kube.budgets(),
-            settings=self.settings.plan,
+            settings=self._selection(group),
             now=datetime.now(UTC),
         )
 
@@ -184,40 +206,23 @@ class GroupRollout:
             return
         for instance in plan.outdated:
             node = plan.nodes.get(instance.id)
-            self.emit(
-                Event(
-                    name,
-                    "plan",
-                    f"replace {instance.id} ({node.name if node else 'no node'}): "
-                    f"{plan.reasons[instance.id]}",
-                    {"instance": instance.id},
-                )
-            )
-        self.emit(
-            Event(
-                name,
-                "plan",
-                f"{len(plan.evictions)} pods to evict; surge {plan.surge} "
-                f"(desired {plan.group.desired} -> {plan.max_size_needed})",
-                {"evictions": len(plan.evictions), "surge": plan.surge},
-            )
+            where = node.name if node else "no node"
+            message = f"replace {instance.id} ({where}): {plan.reasons[instance.id]}"
+            self.emit(Event(name, "plan", message, {"instance": instance.id}))
+        message = (
+            f"{len(plan.evictions)} pods to evict; surge {plan.surge} "
+            f"(desired {plan.group.desired} -> {plan.max_size_needed})"
         )
+        self.emit(Event(name, "plan", message, {"evictions": len(plan.evictions), "surge": plan.surge}))
         for blocker in plan.blockers:
-            self.emit(
-                Event(
-                    name,
-                    "preflight",
-                    f"{blocker.subject}: {blocker.cause} -> {blocker.remedy}",
-                    {"blocker": blocker.subject},
-                )
-            )
+            message = f"{blocker.subject}: {blocker.cause} -> {blocker.remedy}"
+            self.emit(Event(name, "preflight", message, {"blocker": blocker.subject}))
 
     # ----- the rollout, in order ---------------------------------------------------------------
 
     def _replace(self, plan: GroupPlan) -> Summary:
         name = plan.group.name
         summary = Summary(name)
-        new_nodes: set[str] = set()
         with self.kube.changes() as changes:
             original = self._record(self.aws.groups([name])[0])
             # Waves of --surge instances (default: all at once); an interrupted wave is finished first.
@@ -225,7 +230,7 @@ class GroupRollout:
                 with self._timed(summary, "surge"):
                     self._surge(name, original, len(wave))
                 with self._timed(summary, "join"):
-                    new_nodes |= set(self._join(name, changes))
+                    self._join(name, changes)
                 nodes = {
                     n.instance_id: n.name
                     for n in self.kube.nodes()
@@ -236,23 +241,14 @@ class GroupRollout:
                 with self._timed(summary, "drain"):
                     self._drain(name, wave, nodes, changes, summary)
             with self._timed(summary, "restore"):
-                self._restore(name, original, sorted(new_nodes))
+                self._restore(name, original)
         done = f"replaced {len(summary.replaced)} nodes, evicted {summary.evicted} pods"
         self.emit(Event(name, "done", done, summary.as_dict()))
         return summary
 
-    def _next_wave(self, name: str, original: Capacity) -> list[str]:
-        old = self._outdated(name)
-        fenced = {n.instance_id for n in self.kube.nodes() if any(t.key == RETIRING_TAINT for t in n.taints)}
-        ordered = sorted(old, key=lambda instance: (instance not in fenced, instance))
-        surge = self.settings.surge
-        if surge is None:
-            return ordered
-        size = math.ceil(int(surge[:-1]) * original.desired / 100) if isinstance(surge, str) else surge
-        return ordered[: max(size, 1)]
-
     @contextmanager
     def _timed(self, summary: Summary, phase: str) -> Iterator[None]:
+        self._check_lock()
         started = time.monotonic()
         self.emit(Event(summary.group, phase, f"{phase} started"))
         try:
@@ -264,30 +260,51 @@ class GroupRollout:
         """Read the record of an interrupted run, or write one before the first change."""
         if ORIGINAL_TAG in group.tags:
             original = Capacity.parse(group.tags[ORIGINAL_TAG])
-            self.emit(
-                Event(
-                    group.name,
-                    "resume",
-                    f"continuing the rollout recorded on the group "
-                    f"(original min/max/desired {original.tag()})",
-                )
+            message = (
+                f"continuing the rollout recorded on the group (original min/max/desired {original.tag()})"
             )
+            self.emit(Event(group.name, "resume", message))
             return original
         original = Capacity(group.min_size, group.max_size, group.desired)
         suspend = [p for p in FIGHTING_PROCESSES if p not in group.suspended]
-        self.aws.tag(
-            group.name, {ORIGINAL_TAG: original.tag(), SUSPENDED_TAG: ",".join(suspend), RUN_TAG: self.run_id}
-        )
+        # LaunchTime has whole seconds: a cutoff a second before now cannot catch the surge's instances.
+        start = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=1)
+        cutoff = start - (self.settings.plan.older_than or timedelta(0))
+        record = {
+            ORIGINAL_TAG: original.tag(),
+            SUSPENDED_TAG: ",".join(suspend),
+            CUTOFF_TAG: cutoff.isoformat(),
+        }
+        self.aws.tag(group.name, record)
         return original
 
-    def _outdated(self, name: str) -> dict[str, str]:
-        return outdated(self._aged(self.aws.groups([name])[0]), self.settings.plan, datetime.now(UTC))
+    def _selection(self, group: Group) -> Settings:
+        """The plan settings, with the launch-time cutoff the rollout recorded when it started."""
+        cutoff = group.tags.get(CUTOFF_TAG)
+        if cutoff is None:
+            return self.settings.plan
+        return dataclasses.replace(self.settings.plan, launched_before=datetime.fromisoformat(cutoff))
+
+    def _outdated(self, name: str, *, leaving: bool = False) -> dict[str, str]:
+        group = self._aged(self.aws.groups([name])[0])
+        return outdated(group, self._selection(group), datetime.now(UTC), leaving=leaving)
 
     def _aged(self, group: Group) -> Group:
         """The group with its instances' launch times and images, when the selection needs them."""
-        if self.settings.plan.older_than is None and self.settings.plan.image is None:
+        selection = self.settings.plan
+        if not (selection.replace_all or selection.older_than or selection.image):
             return group
         return self.aws.with_details(group)
+
+    def _next_wave(self, name: str, original: Capacity) -> list[str]:
+        old = self._outdated(name)
+        fenced = {n.instance_id for n in self.kube.nodes() if any(t.key == RETIRING_TAINT for t in n.taints)}
+        ordered = sorted(old, key=lambda instance: (instance not in fenced, instance))
+        surge = self.settings.surge
+        if surge is None:
+            return ordered
+        size = math.ceil(int(surge[:-1]) * original.desired / 100) if isinstance(surge, str) else surge
+        return ordered[: max(size, 1)]
 
     def _surge(self, name: str, original: Capacity, wave: int) -> None:
         group = self.aws.groups([name])[0]
@@ -297,28 +314,39 @@ class GroupRollout:
             self.aws.set_capacity(name, desired=target, max_size=max(group.max_size, target))
             self.emit(Event(name, "surge", f"desired {group.desired} -> {target}", {"desired": target}))
 
-    def _join(self, name: str, changes: queue.Queue[str]) -> list[str]:
+    def _join(self, name: str, changes: queue.Queue[str]) -> None:
         """Wait until every up-to-date instance the group's desired capacity calls for is InService
-        with its node Ready."""
+        with its node Ready. The cluster is watched; the group is re-read at most every few seconds."""
         deadline = time.monotonic() + self.settings.join_timeout.total_seconds()
+        group, read_at, old = self.aws.groups([name])[0], time.monotonic(), self._outdated(name)
         while True:
-            group = self.aws.groups([name])[0]
-            old = self._outdated(name)
-            needed = group.desired - len(old)
             nodes = self.kube.nodes()
+            known = {i.id for i in group.instances if i.lifecycle_state == "InService"}
+            # A Ready node whose instance the last read did not show InService: worth asking AWS again
+            # (at most once a second); otherwise the group is re-read every few seconds.
+            news = any(n.ready and n.instance_id not in known for n in nodes)
+            since = time.monotonic() - read_at
+            if since >= AWS_RECHECK_SECONDS or (news and since >= 1.0):
+                group, read_at, old = self.aws.groups([name])[0], time.monotonic(), self._outdated(name)
             if self.settings.launch_hook:
                 self._release_launches(name, group, {n.instance_id for n in nodes if n.ready})
+            needed = group.desired - len(old)
             fresh = {i.id for i in group.instances if i.lifecycle_state == "InService" and i.id not in old}
-            ready = [n.name for n in nodes if n.instance_id in fresh and n.ready]
+            ready = [n for n in nodes if n.instance_id in fresh and n.ready]
             if len(ready) >= needed:
                 for node in ready:
-                    self.kube.annotate(node, SCALE_DOWN_DISABLED, "true")
-                self.emit(Event(name, "join", f"{len(ready)} new nodes Ready", {"nodes": ready}))
-                return ready
+                    if SCALE_DOWN_DISABLED not in node.annotations:
+                        self.kube.annotate(
+                            node.name, {SCALE_DOWN_DISABLED: "true", MARK_ANNOTATION: self.run_id}
+                        )
+                self.emit(
+                    Event(name, "join", f"{len(ready)} new nodes Ready", {"nodes": [n.name for n in ready]})
+                )
+                return
             if time.monotonic() > deadline:
                 raise OperationError(
                     f"only {len(ready)} of {needed} new nodes became Ready within "
-                    f"{self.settings.join_timeout}; nothing old was touched",
+                    f"{self.settings.join_timeout}; no node of this wave was touched",
                     "check why new instances do not join (kubectl get nodes, the instances' console "
                     "output), then re-run the same command to continue",
                 )
@@ -327,111 +355,130 @@ class GroupRollout:
     def _release_launches(self, name: str, group: Group, ready: set[str | None]) -> None:
         """Own the launch hook (--launch-hook): CONTINUE it for each new instance whose node is Ready."""
         for instance in group.instances:
-            if instance.lifecycle_state == "Pending:Wait" and instance.id in ready:
-                self.aws.complete(name, self.settings.launch_hook or "", instance.id)
+            pending = instance.lifecycle_state == "Pending:Wait" and instance.id in ready
+            if pending and self.aws.complete(name, self.settings.launch_hook or "", instance.id):
                 self.emit(Event(name, "join", f"completed launch hook for {instance.id}: its node is Ready"))
 
     def _fence(self, name: str, nodes: list[str]) -> None:
+        """Taint and cordon every old node of the wave before the first eviction of the wave."""
         for node in nodes:
             self.kube.fence(node, self.run_id)
             self.kube.event(
-                node,
-                "NodeswapFenced",
-                f"nodeswap: tainted {RETIRING_TAINT} and cordoned; its pods will be evicted",
+                node, "NodeswapFenced", "nodeswap: tainted and cordoned; its pods will be evicted"
             )
         self.emit(Event(name, "fence", f"tainted and cordoned {len(nodes)} old nodes", {"nodes": nodes}))
 
     def _drain(
-        self,
-        name: str,
-        wave: list[str],
-        nodes: dict[str, str],
-        changes: queue.Queue[str],
-        summary: Summary,
+        self, name: str, wave: list[str], nodes: dict[str, str], changes: queue.Queue[str], summary: Summary
     ) -> None:
         """Evict the pods of the wave's fenced nodes, --max-unavailable nodes at a time (default: all; the
-        budgets gate the pace), and retire each node as soon as nothing evictable is left on it."""
+        budgets gate the pace), and retire each node once nothing but DaemonSet and mirror pods is left."""
         deadline = time.monotonic() + self.settings.drain_timeout.total_seconds()
         blocked_since: dict[str, float] = {}
+        tried: dict[str, float] = {}  # pod uid -> when its eviction was last refused
         waiting, active = list(wave), list[str]()
         cap = self.settings.max_unavailable or len(wave)
         hooks = self._termination_hooks(name)
         while waiting or active:
             while waiting and len(active) < cap:
                 active.append(waiting.pop(0))
-            on_active = {nodes[i]: i for i in active if i in nodes}
-            pods = [p for p in self.kube.pods() if p.node in on_active and self._evictable(p)]
-            busy = {on_active[p.node] for p in pods if p.node}
-            for instance in [i for i in active if i not in busy]:
+            staying = {i: self._staying(nodes[i]) if i in nodes else [] for i in active}
+            for instance in [i for i in active if not staying[i]]:
                 self._retire(name, instance, nodes.get(instance), hooks, summary)
                 active.remove(instance)
+            pods = [p for i in active for p in staying[i]]
             if not pods:
                 continue
+            stuck = [p for p in pods if decide(p, self.settings.plan).action is Action.BLOCK]
+            if stuck:
+                raise OperationError(
+                    "pods that cannot be evicted are on nodes being retired: "
+                    + "; ".join(f"{p.key}: {decide(p, self.settings.plan).reason}" for p in stuck),
+                    "deal with those pods (or pass the flag named), then re-run the same command to continue",
+                )
             if time.monotonic() > deadline:
                 raise OperationError(
-                    self._stuck(pods, blocked_since),
+                    self._report_stuck(pods, blocked_since),
                     "relax or fix what blocks them, then re-run the same command to continue; "
                     "nothing holding an evictable pod was terminated",
                 )
+            now = time.monotonic()
             for pod in pods:
-                if not pod.deleting:
-                    self._evict(name, pod, blocked_since, summary)
-            _wait(changes, max(0.0, deadline - time.monotonic()))
+                # A refused eviction is retried when something changed, at most once a second.
+                due = not pod.deleting and now - tried.get(pod.uid, 0.0) >= RETRY_SECONDS
+                if due and not self._evict(name, pod, blocked_since, summary):
+                    tried[pod.uid] = now
+            retry_at = min(
+                (tried[p.uid] + RETRY_SECONDS for p in pods if p.uid in tried), default=now + WAKE_SECONDS
+            )
+            _wait(changes, min(WAKE_SECONDS, retry_at - time.monotonic(), deadline - time.monotonic()))
         for budget, since in blocked_since.items():
             summary.waited_on_budgets[budget] = (
                 summary.waited_on_budgets.get(budget, 0) + time.monotonic() - since
             )
         self.emit(Event(name, "drain", f"drained and retired {len(wave)} nodes"))
 
-    def _evict(self, name: str, pod: Pod, blocked_since: dict[str, float], summary: Summary) -> None:
+    def _staying(self, node: str) -> list[Pod]:
+        """The pods keeping a node from being retired: all but DaemonSet and mirror pods."""
+        return [
+            p
+            for p in self.kube.pods_on(node)
+            if decide(p, self.settings.plan).action is not Action.SKIP
+            and p.phase not in ("Succeeded", "Failed")
+        ]
+
+    def _evict(self, name: str, pod: Pod, blocked_since: dict[str, float], summary: Summary) -> bool:
+        """Try to evict ``pod``; False when a budget (or the API server) says not now."""
         result = self.kube.evict(pod, self.settings.grace_period)
         if result.outcome is Eviction.EVICTED:
             summary.evicted += 1
             self.emit(Event(name, "drain", f"evicted {pod.key}", {"pod": pod.key}))
         elif result.outcome is Eviction.BLOCKED:
-            key = result.message or "a disruption budget"
-            if key not in blocked_since:
-                blocked_since[key] = time.monotonic()
-                self.emit(Event(name, "drain", f"waiting on {pod.key}: {key}", {"pod": pod.key}))
+            found = _BUDGET.search(result.message)
+            budget = f"{pod.namespace}/{found.group(1)}" if found else result.message or "the API server"
+            if budget not in blocked_since:
+                blocked_since[budget] = time.monotonic()
+                self.emit(
+                    Event(name, "drain", f"waiting on PDB {budget}: {result.message}", {"pod": pod.key})
+                )
+            return False
         elif result.outcome is Eviction.MISCONFIGURED:
             raise OperationError(
                 f"cannot evict {pod.key}: {result.message}",
                 "make the PodDisruptionBudgets' selectors disjoint, then re-run",
             )
-
-    def _evictable(self, pod: Pod) -> bool:
-        return decide(pod, self.settings.plan).action is Action.EVICT
+        return True
 
     @staticmethod
-    def _stuck(pods: list[Pod], blocked: dict[str, float]) -> str:
+    def _report_stuck(pods: list[Pod], blocked: dict[str, float]) -> str:
         by_cause: dict[str, list[str]] = defaultdict(list)
         for pod in pods:
             by_cause["still terminating" if pod.deleting else "eviction refused"].append(pod.key)
         lines = [f"  {cause}: {', '.join(sorted(keys))}" for cause, keys in by_cause.items()]
-        lines += [f"  waiting on: {budget}" for budget in blocked]
+        lines += [f"  waiting on PDB {budget}" for budget in blocked]
         return "the drain timed out with pods still on the old nodes:\n" + "\n".join(lines)
 
     def _termination_hooks(self, name: str) -> list[str]:
         """The hooks to complete, after finishing any an interrupted run left waiting: their nodes were
-        drained before termination (an instance whose node still holds evictable pods is left alone,
-        as another tool may be draining it)."""
-        if self.settings.lifecycle_hook:
-            hooks = [self.settings.lifecycle_hook]
-        else:
-            hooks = [h.name for h in self.aws.groups([name], full=True)[0].hooks if h.terminating]
-        group = self.aws.groups([name])[0]
+        drained before termination (an instance whose node still holds pods is left alone, as another
+        tool may be draining it)."""
+        group = self.aws.groups([name], full=True)[0]
+        hooks = (
+            [self.settings.lifecycle_hook]
+            if self.settings.lifecycle_hook
+            else [h.name for h in group.hooks if h.terminating]
+        )
         node_of = {n.instance_id: n.name for n in self.kube.nodes()}
         waiting = {i.id for i in group.instances if i.lifecycle_state == "Terminating:Wait"}
-        for instance in outdated(self._aged(group), self.settings.plan, datetime.now(UTC), leaving=True):
+        for instance in self._outdated(name, leaving=True):
             node = node_of.get(instance)
-            if instance in waiting and not (
-                node and any(self._evictable(p) for p in self.kube.pods_on(node))
-            ):
+            if instance in waiting and not (node and self._staying(node)):
                 for hook in hooks:
                     self._complete(name, hook, instance)
         return hooks
 
     def _retire(self, name: str, instance: str, node: str | None, hooks: list[str], summary: Summary) -> None:
+        self._check_lock()
         if node is not None:
             self.kube.event(node, "NodeswapRetiring", f"nodeswap: drained; terminating {instance}")
         self.aws.terminate(instance)
@@ -441,27 +488,43 @@ class GroupRollout:
         self.emit(Event(name, "retire", f"terminated {instance}", {"instance": instance}))
 
     def _complete(self, name: str, hook: str, instance: str) -> None:
-        """CONTINUE the termination hook once the instance waits on it (the node is empty by now)."""
+        """CONTINUE the termination hook once it is pending. Right after the termination call the
+        instance may still show InService or Terminating; AWS has no watch, so nodeswap asks again with
+        a growing delay until the action is pending or the instance is past it."""
+        deadline = time.monotonic() + HOOK_APPEARS_SECONDS
         delay = 0.2
-        for _ in range(20):
-            if self.aws.complete(name, hook, instance):
-                return
+        while not self.aws.complete(name, hook, instance):
             state = self.aws.groups([name])[0].instance(instance)
-            if state is None or not state.lifecycle_state.startswith("Terminating"):
-                return  # completed by another tool, or the instance is gone: success
-            if state.lifecycle_state != "Terminating:Wait":
+            if state is None or state.lifecycle_state not in ("InService", "Terminating", "Terminating:Wait"):
+                return  # completed by another tool, or the instance is past its hooks: success
+            if time.monotonic() > deadline:
+                self.emit(
+                    Event(
+                        name,
+                        "retire",
+                        f"the {hook} hook of {instance} never became pending; "
+                        "it will end at its heartbeat timeout",
+                    )
+                )
                 return
-            time.sleep(delay)  # the action appears moments after the termination call; AWS has no watch
+            time.sleep(delay)
             delay = min(delay * 2, AWS_RECHECK_SECONDS)
 
-    def _restore(self, name: str, original: Capacity, new_nodes: list[str]) -> None:
+    def _restore(self, name: str, original: Capacity) -> None:
         group = self.aws.groups([name])[0]
-        self.aws.set_capacity(name, max_size=original.max_size)
+        # If Auto Scaling replaced an old instance itself, desired is above the original: keep MaxSize
+        # large enough for it and say so, rather than terminate a node that was never drained.
+        max_size = max(original.max_size, group.desired)
+        self.aws.set_capacity(name, max_size=max_size)
         self.aws.resume(name, [p for p in group.tags.get(SUSPENDED_TAG, "").split(",") if p])
-        for node in new_nodes:
-            self.kube.annotate(node, SCALE_DOWN_DISABLED, None)
-        self.aws.untag(name, [ORIGINAL_TAG, SUSPENDED_TAG, RUN_TAG])
-        self.emit(Event(name, "restore", f"restored MaxSize {original.max_size} and resumed processes"))
+        for node in self.kube.nodes():
+            if MARK_ANNOTATION in node.annotations:
+                self.kube.annotate(node.name, {SCALE_DOWN_DISABLED: None, MARK_ANNOTATION: None})
+        self.aws.untag(name, [ORIGINAL_TAG, SUSPENDED_TAG, CUTOFF_TAG])
+        message = f"restored MaxSize {max_size} and the processes nodeswap suspended"
+        if group.desired != original.desired:
+            message += f"; desired is {group.desired}, it was {original.desired}: set it back when convenient"
+        self.emit(Event(name, "restore", message))
 
     # ----- the lock ----------------------------------------------------------------------------
 
@@ -478,7 +541,14 @@ class GroupRollout:
         finally:
             stop.set()
             renewer.join()
-            self.kube.delete_lease(name)
+            self.kube.release_lease(name, holder)
+
+    def _check_lock(self) -> None:
+        if self._lock_lost.is_set():
+            raise OperationError(
+                "lost the group's lock (it could not be renewed, or another run took it over); stopped",
+                "check for another nodeswap run on this group; re-run the same command to continue",
+            )
 
     def _acquire(self, name: str, holder: str, group: str) -> None:
         now = datetime.now(UTC)
@@ -494,13 +564,12 @@ class GroupRollout:
         )
         if current is not None:
             spec = current.spec
-            expires = (spec.renew_time or spec.acquire_time) + timedelta(
-                seconds=spec.lease_duration_seconds or 0
-            )
+            seen = spec.renew_time or spec.acquire_time or now
+            expires = seen + timedelta(seconds=spec.lease_duration_seconds or 0)
             if spec.holder_identity != holder and expires > now:
                 raise OperationError(
                     f"group {group} is being replaced by {spec.holder_identity} (lock {name} in kube-system, "
-                    f"renewed {spec.renew_time:%H:%M:%S}, expires {expires:%H:%M:%S} UTC)",
+                    f"renewed {seen:%H:%M:%S}, expires {expires:%H:%M:%S} UTC)",
                     "wait for that run to finish; if it died, re-run once the lock has expired",
                 )
             lease.metadata.resource_version = current.metadata.resource_version
@@ -511,12 +580,24 @@ class GroupRollout:
             )
 
     def _renew(self, name: str, holder: str, stop: threading.Event) -> None:
-        while not stop.wait(self.settings.lock_duration.total_seconds() / 3):
-            lease = self.kube.lease(name)
-            if lease is None or lease.spec.holder_identity != holder:
+        """Renew the lease a few times per duration; give up (and stop the rollout) only when another
+        holder has it or it could not be renewed before it expired."""
+        duration = self.settings.lock_duration.total_seconds()
+        renewed = time.monotonic()
+        while not stop.wait(duration / 3):
+            try:
+                lease = self.kube.lease(name)
+                if lease is None or lease.spec.holder_identity != holder:
+                    self._lock_lost.set()
+                    return
+                lease.spec.renew_time = datetime.now(UTC)
+                if self.kube.write_lease(lease, create=False) is not None:
+                    renewed = time.monotonic()
+            except OperationError:
+                pass  # a passing API failure: try again at the next tick
+            if time.monotonic() - renewed > duration:
+                self._lock_lost.set()
                 return
-            lease.spec.renew_time = datetime.now(UTC)
-            self.kube.write_lease(lease, create=False)
 
 
 def _wait(changes: queue.Queue[str], seconds: float) -> None:

@@ -493,3 +493,60 @@ def test_ami_is_refused_for_a_mixed_instances_group(world: SandboxClient, cli: C
     assert result.returncode == 2, result.stdout + result.stderr
     assert "mixed instances policy" in result.stderr
     assert len(ours(world, mutating=True)) == mutations
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--ami", "ami-0123456789abcdef0"], "--ami: no image ami-0123456789abcdef0 in region us-east-1"),
+        (["--grace-period", "-1"], "--grace-period"),
+    ],
+)
+def test_bad_ami_or_grace_period_is_rejected_before_anything_changes(
+    world: SandboxClient, cli: Cli, args: list[str], says: str
+) -> None:
+    result = cli("replace", "--asg", "workers", "--yes", *args)
+    assert result.returncode == 2
+    assert says in result.stderr
+    assert ours(world, mutating=True) == []
+
+
+def test_all_replaces_each_instance_once(world: SandboxClient, cli: Cli) -> None:
+    before = world.group()
+    result = cli("replace", "--asg", "workers", "--all", "--yes")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "replaced 3 nodes" in result.stdout
+    old = {i["InstanceId"] for i in before["Instances"]}
+    serving = {i["InstanceId"] for i in world.group()["Instances"] if i["LifecycleState"] == "InService"}
+    assert len(serving) == 3
+    assert not serving & old
+    assert_converged(world, before, "1")
+
+
+def test_a_pod_that_cannot_be_evicted_keeps_its_node(world: SandboxClient, cli: Cli) -> None:
+    """A resumed run still refuses on pods it may not evict, and never terminates their node."""
+    core = client.CoreV1Api(world.kube())
+    node = core.read_namespaced_pod("db-0", "default").spec.node_name
+    world.autoscaling.create_or_update_tags(
+        Tags=[
+            {  # as if an earlier run had started
+                "ResourceId": "workers",
+                "ResourceType": "auto-scaling-group",
+                "Key": "nodeswap.io/original-capacity",
+                "Value": "3,6,3",
+                "PropagateAtLaunch": False,
+            }
+        ]
+    )
+    core.create_namespaced_pod(
+        "default",
+        client.V1Pod(
+            metadata=client.V1ObjectMeta(name="scratch"),
+            spec=client.V1PodSpec(node_name=node, containers=[client.V1Container(name="c", image="x")]),
+        ),
+    )
+    result = cli("replace", "--asg", "workers", "--ami", cli.new_image(), "--yes")
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert "pod default/scratch" in result.stderr
+    assert "use --force to override" in result.stderr
+    assert not [r for r in ours(world) if r["operation"] == "TerminateInstanceInAutoScalingGroup"]

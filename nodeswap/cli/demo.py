@@ -46,7 +46,7 @@ def demo(
             assert world is not None
             new_image = world.images["new"]
             typer.echo(f"the sandbox's group runs AMI {world.images['old']}; rolling out {new_image}\n")
-            settings = RolloutSettings(plan=Settings(image=new_image), ami=new_image)
+            settings = RolloutSettings(plan=Settings(image=new_image))
             groups = aws.groups([g.name for g in world.groups], full=True)
             summaries = replace_groups(aws, kube, groups, lambda _name: settings, renderer.event)
             renderer.summary([s.as_dict() for s in summaries])

@@ -55,7 +55,7 @@ def replace(  # noqa: PLR0917 - a Typer command: its parameters are the command 
         bool, typer.Option(help="Evict pods that have no controller (they are not recreated).")
     ] = False,
     grace_period: Annotated[
-        int | None, typer.Option(help="Override the pods' termination grace period.")
+        int | None, typer.Option(help="Override the pods' termination grace period.", min=0)
     ] = None,
     drain_timeout: Annotated[str, typer.Option(help="Give up draining after this long.")] = "15m",
     join_timeout: Annotated[str, typer.Option(help="Give up waiting for new nodes after this long.")] = "15m",
@@ -115,6 +115,8 @@ def replace(  # noqa: PLR0917 - a Typer command: its parameters are the command 
     renderer = Renderer(top["output"])
     aws = Aws(region=top["region"], profile=top["profile"])
     kube = Kube(kubeconfig=top["kubeconfig"], context=top["context"])
+    for image in {settings.plan.image for settings in [default_settings, *groups_settings.values()]} - {None}:
+        aws.check_image(str(image))
     if top["asg"]:
         groups = aws.groups(list(top["asg"]), full=True)
     else:
@@ -156,7 +158,6 @@ def _settings(options: dict[str, Any], dry_run: bool) -> RolloutSettings:
         surge=_surge(None if options["surge"] is None else str(options["surge"])),
         max_unavailable=options["max_unavailable"],
         dry_run=dry_run,
-        ami=options["ami"],
     )
 
 
