@@ -7,8 +7,8 @@ IMPORTANT, the order of side effects (``Rollout._replace``), and why:
 2. suspend the processes that would fight the rollout (AZRebalance would terminate new instances to
    rebalance zones), then surge: new capacity first, so evicted pods have somewhere to go;
 3. wait until the new nodes are Ready, and keep cluster-autoscaler from removing them;
-4. fence ALL old nodes (taint + cordon) before evicting anything, so no evicted pod lands on a node
-   that is about to be drained next;
+4. fence all old nodes of the wave (taint + cordon) before evicting anything, so no evicted pod lands
+   on a node that is about to be drained next;
 5. evict through the Eviction API, which lets the PDBs gate every move;
 6. terminate an instance only once its node holds nothing evictable, and complete its termination
    hook only then; never delete the Node object (the termination handler looks it up);
