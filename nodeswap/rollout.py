@@ -42,7 +42,7 @@ from nodeswap.aws import STATE_TAG_PREFIX, Aws
 from nodeswap.errors import OperationError, RefusedError, UsageError
 from nodeswap.kube import RETIRING_TAINT, SCALE_DOWN_DISABLED, Eviction, Kube
 from nodeswap.model import Group, Pod
-from nodeswap.plan import Action, GroupPlan, Settings, decide, outdated, plan_group
+from nodeswap.plan import Action, GroupPlan, Settings, budgets_of, decide, outdated, plan_group
 
 ORIGINAL_TAG = f"{STATE_TAG_PREFIX}original-capacity"  # "min,max,desired"
 SUSPENDED_TAG = f"{STATE_TAG_PREFIX}suspended"  # the processes nodeswap suspended, "" for none
@@ -97,6 +97,7 @@ class Summary:
     replaced: list[str] = field(default_factory=list)
     evicted: int = 0
     phases: dict[str, float] = field(default_factory=dict)
+    moved: list[Pod] = field(default_factory=list)  # the evicted pods, to see their workloads healthy again
     waited_on_budgets: dict[str, float] = field(default_factory=dict)
     nothing_to_do: bool = False
 
@@ -240,6 +241,8 @@ class GroupRollout:
                     self._fence(name, list(nodes.values()))
                 with self._timed(summary, "drain"):
                     self._drain(name, wave, nodes, changes, summary)
+            with self._timed(summary, "settle"):
+                self._settle(name, changes, summary)
             with self._timed(summary, "restore"):
                 self._restore(name, original)
         done = f"replaced {len(summary.replaced)} nodes, evicted {summary.evicted} pods"
@@ -418,6 +421,24 @@ class GroupRollout:
             )
         self.emit(Event(name, "drain", f"drained and retired {len(wave)} nodes"))
 
+    def _settle(self, name: str, changes: queue.Queue[str], summary: Summary) -> None:
+        """Wait until the budgets of the moved pods are fully healthy again, so the rollout ends with its
+        workloads at strength; past --drain-timeout, say which are not and finish anyway."""
+        deadline = time.monotonic() + self.settings.drain_timeout.total_seconds()
+        while True:
+            short = [
+                b
+                for b in self.kube.budgets()
+                if any(b in budgets_of(p, [b]) for p in summary.moved) and b.current_healthy < b.expected_pods
+            ]
+            if not short:
+                return
+            if time.monotonic() > deadline:
+                names = ", ".join(f"{b.key} ({b.current_healthy}/{b.expected_pods})" for b in short)
+                self.emit(Event(name, "settle", f"not all moved workloads are healthy yet: {names}"))
+                return
+            _wait(changes, min(WAKE_SECONDS, deadline - time.monotonic()))
+
     def _staying(self, node: str) -> list[Pod]:
         """The pods keeping a node from being retired: all but DaemonSet and mirror pods."""
         return [
@@ -432,6 +453,7 @@ class GroupRollout:
         result = self.kube.evict(pod, self.settings.grace_period)
         if result.outcome is Eviction.EVICTED:
             summary.evicted += 1
+            summary.moved.append(pod)
             self.emit(Event(name, "drain", f"evicted {pod.key}", {"pod": pod.key}))
         elif result.outcome is Eviction.BLOCKED:
             found = _BUDGET.search(result.message)

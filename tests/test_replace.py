@@ -127,7 +127,7 @@ def test_json_output_is_one_event_per_line_and_a_summary(world: SandboxClient, c
     assert {"group", "phase", "message", "time"} <= set(lines[0])
     (summary,) = lines[-1]["summary"]
     assert summary["nodes_replaced"] == 3
-    assert set(summary["phase_seconds"]) == {"surge", "join", "fence", "drain", "restore"}
+    assert set(summary["phase_seconds"]) == {"surge", "join", "fence", "drain", "settle", "restore"}
 
 
 def test_dry_run_changes_nothing(world: SandboxClient, cli: Cli) -> None:
