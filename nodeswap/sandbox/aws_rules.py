@@ -96,9 +96,10 @@ class AutoScalingRules:
         self.timing = timing
         self.tracked: dict[str, Tracked] = {}
         # Who follows the machines (the simulated cluster): told when an instance is up and running,
-        # and when it starts shutting down.
+        # when it starts shutting down, and when it is terminated.
         self.on_running: list[Callable[[Instance], None]] = []
         self.on_stopping: list[Callable[[str], None]] = []
+        self.on_terminated: list[Callable[[str], None]] = []
 
     def install(self) -> None:
         global _active  # noqa: PLW0603 - moto's models are module-level; one sandbox per process
@@ -250,6 +251,14 @@ class AutoScalingRules:
         """[HOOKS] an instance terminated by Auto Scaling waits in Terminating:Wait while the
         group's termination hooks are pending; without hooks it shuts down at once."""
         group = state.auto_scaling_group
+        # An instance leaving while its launch hooks are pending is not launched anymore: its launch
+        # actions end here (their timeouts must not bring it InService), and completing one is the
+        # "No active Lifecycle Action" error of any action that is not pending. [HOOKS] [COMPLETE]
+        tracked = self._track(state)
+        for name, action in list(tracked.actions.items()):
+            if action.hook.lifecycle_transition == LAUNCHING:
+                action.timer.cancel()
+                del tracked.actions[name]
         if not self._start_actions(group, state, TERMINATING, "Terminating:Wait"):
             state.lifecycle_state = "Terminating"
             self._shut_down(state)
@@ -261,7 +270,8 @@ class AutoScalingRules:
             gone = [s for s in group.instance_states if s.instance.id in instance_ids]
             for state in gone:
                 self._forget(state)
-                for listener in self.on_stopping:
+                # moto terminates at once, skipping shutting-down: the machine stops and is gone.
+                for listener in [*self.on_stopping, *self.on_terminated]:
                     listener(state.instance.id)
             if gone:
                 self.reconcile(group)
@@ -290,6 +300,8 @@ class AutoScalingRules:
             group = state.auto_scaling_group
             group.ec2_backend.terminate_instances([state.instance.id])
             self._forget(state)
+            for listener in self.on_terminated:
+                listener(state.instance.id)
             self.reconcile(group)
 
         self.scheduler.call_later(self.timing.shutdown_seconds, terminated)
@@ -393,6 +405,9 @@ class AutoScalingRules:
         tracked = self.tracked.get(state.instance.id)
         if tracked is None or hook_name not in tracked.actions:
             return
+        leaving = state.lifecycle_state.startswith("Terminating")
+        if leaving and tracked.actions[hook_name].hook.lifecycle_transition == LAUNCHING:
+            return  # a launch action outliving the launch decides nothing for a leaving instance
         action = tracked.actions.pop(hook_name)
         action.timer.cancel()
         if result == "ABANDON":

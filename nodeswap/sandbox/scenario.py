@@ -77,7 +77,14 @@ class KubernetesSpec(_Strict):
 
     join_seconds: float = Field(default=3.0, ge=0, description="instance running -> Node registered")
     node_ready_seconds: float = Field(default=2.0, ge=0, description="Node registered -> Ready")
-    node_gone_seconds: float = Field(default=5.0, ge=0, description="instance gone -> Node deleted")
+    # kube-controller-manager's --node-monitor-grace-period: how long a node's status may go unrenewed
+    # before the node lifecycle controller marks it NotReady (Ready Unknown) and taints it unreachable.
+    node_monitor_grace_seconds: float = Field(
+        default=40.0, ge=0, description="instance shutting down -> Node NotReady"
+    )
+    node_gone_seconds: float = Field(
+        default=5.0, ge=0, description="instance terminated -> Node deleted (once it is NotReady)"
+    )
     pod_start_seconds: float = Field(default=1.0, ge=0, description="pod bound -> containers running")
     never_join: list[ImageRole] = Field(
         default_factory=list, description="instances of these AMIs never join"

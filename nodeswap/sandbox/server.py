@@ -77,6 +77,7 @@ class Sandbox:
         self.cluster = Cluster(self.store, self.scheduler, scenario.kubernetes, self.observer)
         self.rules.on_running.append(self._instance_running)
         self.rules.on_stopping.append(self.cluster.instance_stopping)
+        self.rules.on_terminated.append(self.cluster.instance_terminated)
         self._host = host
         self._aws: _Server | None = None
         self._kube: _Server | None = None
@@ -129,10 +130,12 @@ class Sandbox:
         self._kube = _Server(self._host, 0, KubeApi(self, self.store, self.cluster), "kube")
         self.scheduler.start()
         self.world = seed(self.scenario, self.aws_endpoint, self.scheduler)
+        # The world starts at rest, as a live cluster is: nodes joined and Ready, then the workloads,
+        # scheduled over all of them (not piled onto whichever node happened to be Ready first).
+        self.scheduler.settle(SETTLE_HORIZON_SECONDS)
         with self.lock:
             for manifest in self.scenario.kubernetes.workloads:
                 self._apply(manifest)
-        # The world starts at rest: nodes joined and Ready, workloads running, as a live cluster is.
         self.scheduler.settle(SETTLE_HORIZON_SECONDS)
         # Faults and the record start with the clients: seeding is neither faulted nor recorded.
         self.faults.replace(self.scenario.faults)

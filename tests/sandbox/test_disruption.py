@@ -61,7 +61,7 @@ def test_budget_status(
     spec: dict[str, Any], replicas: int, ready: int, expected: tuple[int, int, int, int]
 ) -> None:
     pods = [pod(f"p{i}", ready=i < ready) for i in range(replicas)]
-    status = budget_status(pdb(spec), pods, lambda _pod: replicas, NOW)
+    status = budget_status(pdb(spec), pods, lambda _pod: ("deploy", replicas), NOW)
     assert (
         status.expected_pods,
         status.desired_healthy,
@@ -73,7 +73,7 @@ def test_budget_status(
 def test_expected_pods_come_from_the_controllers_scale_for_max_unavailable() -> None:
     # The Deployment wants 5 but only 3 pods exist yet: maxUnavailable counts against 5.
     pods = [pod(f"p{i}") for i in range(3)]
-    status = budget_status(pdb({"maxUnavailable": 1}), pods, lambda _pod: 5, NOW)
+    status = budget_status(pdb({"maxUnavailable": 1}), pods, lambda _pod: ("deploy", 5), NOW)
     assert (status.expected_pods, status.desired_healthy, status.disruptions_allowed) == (5, 4, 0)
 
 
@@ -84,7 +84,7 @@ def test_terminating_and_disrupted_pods_are_not_healthy() -> None:
     status = budget_status(
         pdb({"minAvailable": 1}, {"disruptedPods": {"c": recent, "d": stale, "b": recent}}),
         pods,
-        lambda _p: 4,
+        lambda _p: ("deploy", 4),
         NOW,
     )
     # a healthy; b terminating; c recently evicted (still counted as disrupted); d's entry expired.
@@ -93,12 +93,33 @@ def test_terminating_and_disrupted_pods_are_not_healthy() -> None:
 
 
 def test_no_expected_pods_allows_nothing() -> None:
-    assert budget_status(pdb({"maxUnavailable": 1}), [], lambda _p: 0, NOW).disruptions_allowed == 0
+    assert (
+        budget_status(pdb({"maxUnavailable": 1}), [], lambda _p: ("deploy", 0), NOW).disruptions_allowed == 0
+    )
 
 
-def test_percentage_budgets_need_a_controller() -> None:
+def test_a_deployment_counts_once_however_many_replicasets_it_has() -> None:
+    # Mid-rollout: three pods of the old ReplicaSet, three of the new, one Deployment of 3 replicas.
+    pods = [pod(f"old{i}", owner="rs-old") for i in range(3)] + [
+        pod(f"new{i}", owner="rs-new") for i in range(3)
+    ]
+    status = budget_status(pdb({"maxUnavailable": 1}), pods, lambda _pod: ("deploy", 3), NOW)
+    assert (status.expected_pods, status.desired_healthy) == (3, 2)
+
+
+def test_pods_without_a_controller_are_left_out_of_the_expected_count() -> None:
+    pods = [pod("a"), pod("b"), pod("bare", owner=None)]
+    status = budget_status(pdb({"maxUnavailable": 1}), pods, lambda _p: ("deploy", 2), NOW)
+    assert (status.expected_pods, status.desired_healthy, status.current_healthy) == (2, 1, 3)
+    assert status.unmanaged_pods == ("bare",)
+
+
+def test_percentage_budgets_need_a_controller_scale() -> None:
+    def unknown(_pod: dict[str, Any]) -> tuple[str, int]:
+        raise ScaleUnknown('found no controllers for pod "a"')
+
     with pytest.raises(ScaleUnknown):
-        budget_status(pdb({"maxUnavailable": "50%"}), [pod("bare", owner=None)], lambda _p: 1, NOW)
+        budget_status(pdb({"maxUnavailable": "50%"}), [pod("a")], unknown, NOW)
 
 
 @pytest.mark.parametrize(

@@ -4,16 +4,22 @@ deletion and garbage collection."""
 
 from __future__ import annotations
 
+import itertools
+import json
+import queue
 import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+import urllib3
 import yaml
 from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
+from nodeswap.sandbox.kube import apiserver
+from nodeswap.sandbox.kube.resources import BY_KEY
 from tests.sandbox_client import QUICK_KUBERNETES, QUICK_TIMING, SandboxClient
 
 WORKLOADS = list(yaml.safe_load_all((Path(__file__).parent / "manifests" / "workloads.yaml").read_text()))
@@ -307,8 +313,6 @@ def test_selectors_and_pagination(core: client.CoreV1Api) -> None:
 
 
 def test_watch_sends_bookmarks_when_asked(cluster: SandboxClient, monkeypatch: pytest.MonkeyPatch) -> None:
-    from nodeswap.sandbox.kube import apiserver  # noqa: PLC0415
-
     monkeypatch.setattr(apiserver, "BOOKMARK_SECONDS", 0.2)
     core = client.CoreV1Api(cluster.kube())
     version = core.list_node().metadata.resource_version
@@ -327,3 +331,166 @@ def test_watch_sends_bookmarks_when_asked(cluster: SandboxClient, monkeypatch: p
         "apiVersion": "v1",
         "metadata": {"resourceVersion": version},
     }
+
+
+def raw(cluster: SandboxClient, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+    """A request as plain HTTP, for what the official client cannot send."""
+    response = urllib3.PoolManager().request(
+        method,
+        f"{cluster.sandbox.kube_endpoint}{path}",
+        body=None if body is None else json.dumps(body),
+        headers={"Content-Type": "application/json"},
+    )
+    return response.status, json.loads(response.data)
+
+
+def test_dry_run_computes_writes_without_committing_them(
+    core: client.CoreV1Api, policy: client.PolicyV1Api
+) -> None:
+    made = core.create_namespaced_config_map(
+        "default",
+        client.V1ConfigMap(metadata=client.V1ObjectMeta(name="dry"), data={"a": "1"}),
+        dry_run="All",
+    )
+    assert (made.metadata.name, made.data) == ("dry", {"a": "1"})
+    with pytest.raises(ApiException) as missing:
+        core.read_namespaced_config_map("dry", "default")
+    assert missing.value.status == 404
+
+    victim = web_pods(core)[0].metadata.name
+    deleted = core.delete_namespaced_pod(victim, "default", dry_run="All")
+    assert deleted.metadata.deletion_timestamp is not None  # what the delete would have done
+    body = client.V1Eviction(metadata=client.V1ObjectMeta(name=victim, namespace="default"))
+    for _ in range(2):  # the budget allows one eviction; a dry run does not spend it
+        core.create_namespaced_pod_eviction(victim, "default", body, dry_run="All")
+    assert core.read_namespaced_pod(victim, "default").metadata.deletion_timestamp is None
+    status = policy.read_namespaced_pod_disruption_budget("web", "default").status
+    assert (status.disruptions_allowed, status.disrupted_pods) == (1, None)
+
+    with pytest.raises(ApiException) as bogus:
+        core.delete_namespaced_pod(victim, "default", dry_run="Some")
+    assert bogus.value.status == 422
+    message = json.loads(bogus.value.body)["message"]
+    assert message.endswith('dryRun: Unsupported value: []string{"Some"}: supported values: "All"')
+
+
+def test_eviction_must_name_the_pod_of_the_url(cluster: SandboxClient, core: client.CoreV1Api) -> None:
+    victim = web_pods(core)[0].metadata.name
+    path = f"/api/v1/namespaces/default/pods/{victim}/eviction"
+    for metadata in ({}, {"name": "other"}):
+        status, body = raw(
+            cluster, "POST", path, {"apiVersion": "policy/v1", "kind": "Eviction", "metadata": metadata}
+        )
+        assert (status, body["reason"]) == (400, "BadRequest")
+        assert body["message"] == "name in URL does not match name in Eviction object"
+    assert core.read_namespaced_pod(victim, "default").metadata.deletion_timestamp is None
+
+
+@pytest.mark.parametrize("method", ["PUT", "PATCH", "GET", "DELETE"])
+def test_eviction_is_post_only(cluster: SandboxClient, core: client.CoreV1Api, method: str) -> None:
+    victim = web_pods(core)[0].metadata.name
+    eviction = {"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": victim}}
+    status, body = raw(cluster, method, f"/api/v1/namespaces/default/pods/{victim}/eviction", eviction)
+    assert (status, body["reason"]) == (405, "MethodNotAllowed")
+    assert core.read_namespaced_pod(victim, "default").metadata.deletion_timestamp is None
+
+
+@pytest.mark.parametrize(
+    ("taints", "message"),
+    [
+        (
+            [{"key": "a", "effect": "NoSchedule"}, {"key": "a", "value": "x", "effect": "NoSchedule"}],
+            "spec.taints[1]: Duplicate value",
+        ),
+        ([{"key": "a", "effect": "NoEvict"}], 'spec.taints[0].effect: Unsupported value: "NoEvict"'),
+    ],
+)
+def test_node_taints_are_validated(
+    core: client.CoreV1Api, taints: list[dict[str, str]], message: str
+) -> None:
+    node = core.list_node().items[0].metadata.name
+    with pytest.raises(ApiException) as invalid:
+        core.patch_node(node, {"spec": {"taints": taints}})
+    assert invalid.value.status == 422
+    assert yaml.safe_load(invalid.value.body)["reason"] == "Invalid"
+    assert message in yaml.safe_load(invalid.value.body)["message"]
+    # The same key with another effect is a different taint.
+    core.patch_node(
+        node,
+        {"spec": {"taints": [{"key": "a", "effect": "NoSchedule"}, {"key": "a", "effect": "NoExecute"}]}},
+    )
+
+
+def test_a_budget_cannot_set_both_min_available_and_max_unavailable(policy: client.PolicyV1Api) -> None:
+    both = client.V1PodDisruptionBudget(
+        metadata=client.V1ObjectMeta(name="both"),
+        spec=client.V1PodDisruptionBudgetSpec(
+            min_available=1, max_unavailable=1, selector=client.V1LabelSelector(match_labels={"app": "web"})
+        ),
+    )
+    for write in (
+        lambda: policy.create_namespaced_pod_disruption_budget("default", both),
+        lambda: policy.patch_namespaced_pod_disruption_budget(
+            "web", "default", {"spec": {"maxUnavailable": 1}}
+        ),
+    ):
+        with pytest.raises(ApiException) as invalid:
+            write()
+        assert invalid.value.status == 422
+        assert "minAvailable and maxUnavailable cannot be both set" in invalid.value.body
+
+
+def test_a_watch_reports_an_object_leaving_its_selection_as_it_last_matched(core: client.CoreV1Api) -> None:
+    node = core.list_node().items[0].metadata.name
+    version = core.list_node().metadata.resource_version
+    cordoned = core.patch_node(node, {"spec": {"unschedulable": True}})
+    events = watch.Watch().stream(
+        core.list_node, field_selector="spec.unschedulable=false", resource_version=version, timeout_seconds=2
+    )
+    ((kind, obj),) = [(e["type"], e["object"]) for e in events]
+    assert kind == "DELETED"
+    assert not obj.spec.unschedulable  # the object before the change, which the watch last matched
+    assert obj.metadata.resource_version == cordoned.metadata.resource_version  # at the change's version
+
+
+def test_removing_the_last_finalizer_is_one_deleted_event(core: client.CoreV1Api) -> None:
+    meta = client.V1ObjectMeta(name="held", finalizers=["example.com/hold"])
+    core.create_namespaced_config_map("default", client.V1ConfigMap(metadata=meta))
+    core.delete_namespaced_config_map("held", "default")
+    version = core.read_namespaced_config_map("held", "default").metadata.resource_version
+    core.patch_namespaced_config_map("held", "default", {"metadata": {"finalizers": None}})
+    events = watch.Watch().stream(
+        core.list_namespaced_config_map, "default", resource_version=version, timeout_seconds=2
+    )
+    assert [(e["type"], e["object"].metadata.name) for e in events] == [("DELETED", "held")]
+
+
+def test_a_bookmark_never_overtakes_a_queued_event(
+    cluster: SandboxClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(apiserver, "BOOKMARK_SECONDS", 0.0)
+    configmaps = BY_KEY["/configmaps"]
+    sandbox, store = cluster.sandbox, cluster.sandbox.store
+
+    class CommitAfterTimeout(queue.SimpleQueue):  # type: ignore[type-arg]
+        """The race: a change is committed right after the watch's wait for events timed out."""
+
+        raced = False
+
+        def get(self, block: bool = True, timeout: float | None = None) -> Any:
+            if not self.raced:
+                self.raced = True
+                with sandbox.lock:
+                    store.create(configmaps, {"metadata": {"name": "late", "namespace": "default"}})
+                raise queue.Empty
+            return super().get(block, timeout)
+
+    with sandbox.lock:
+        watcher = store.watch(configmaps, "default", lambda _obj: True, store.resource_version)
+    watcher.events = CommitAfterTimeout()
+    api = apiserver.KubeApi(sandbox, store, sandbox.cluster)
+    stream = api._stream(configmaps, watcher, timeout=5, bookmarks=True, connection=None)
+    lines = [line for line in itertools.islice(stream, 3) if line]
+    stream.close()
+    first = json.loads(lines[0])
+    assert (first["type"], first["object"]["metadata"]["name"]) == ("ADDED", "late")

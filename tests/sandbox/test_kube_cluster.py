@@ -20,9 +20,12 @@ import yaml
 from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
+from nodeswap.sandbox.kube.cluster import NODE_MONITOR_PERIOD_SECONDS
+from nodeswap.sandbox.scenario import KubernetesSpec
 from tests.sandbox.test_kube_api import wait_for
 from tests.sandbox_client import QUICK_KUBERNETES, QUICK_TIMING, SandboxClient
 
+NODE_MONITOR_GRACE = KubernetesSpec().node_monitor_grace_seconds
 WORKLOADS = list(yaml.safe_load_all((Path(__file__).parent / "manifests" / "workloads.yaml").read_text()))
 
 
@@ -41,6 +44,14 @@ def nodes(core: client.CoreV1Api) -> dict[str, Any]:
 
 def ready(node: Any) -> str:
     return next(c.status for c in node.status.conditions if c.type == "Ready")
+
+
+def is_ready(pod: Any) -> bool:
+    return any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
+
+
+def on(node: str) -> str:
+    return f"spec.nodeName={node}"
 
 
 def test_scaling_out_joins_new_ready_nodes(cluster: SandboxClient) -> None:
@@ -77,10 +88,23 @@ def test_terminated_instance_loses_its_node_and_pods_come_back(cluster: SandboxC
     cluster.autoscaling.terminate_instance_in_auto_scaling_group(
         InstanceId=instance, ShouldDecrementDesiredCapacity=True
     )
+    wait_for(lambda: cluster.ec2_state(instance) == "terminated", cluster, "the instance to terminate")
 
+    # Nobody notices the kubelet is gone until its status has gone unrenewed for the grace period,
+    # and the Node of a terminated instance is deleted only once it is NotReady.
+    assert ready(core.read_node(victim)) == "True"
+    assert all(is_ready(p) for p in core.list_namespaced_pod("default", field_selector=on(victim)).items)
+    cluster.advance(NODE_MONITOR_GRACE / 2)
+    assert ready(core.read_node(victim)) == "True"
+    cluster.advance(NODE_MONITOR_GRACE / 2)
     assert ready(core.read_node(victim)) == "Unknown"
     taints = {(t.key, t.effect) for t in core.read_node(victim).spec.taints}
-    assert ("node.kubernetes.io/unreachable", "NoExecute") in taints
+    assert taints >= {
+        ("node.kubernetes.io/unreachable", "NoExecute"),
+        ("node.kubernetes.io/unreachable", "NoSchedule"),
+    }
+    assert not any(is_ready(p) for p in core.list_namespaced_pod("default", field_selector=on(victim)).items)
+    cluster.advance(NODE_MONITOR_PERIOD_SECONDS)  # the cloud node lifecycle controller's next look
     wait_for(
         lambda: victim not in {n.metadata.name for n in core.list_node().items}, cluster, "the Node to go"
     )
@@ -119,6 +143,7 @@ def test_losing_a_node_under_a_budget_is_a_pdb_violation(start_sandbox: Callable
     )
     assert cluster.admin("GET", "report")["pdb_violations"] == []
     cluster.ec2.terminate_instances(InstanceIds=[zone_a])
+    cluster.advance(NODE_MONITOR_GRACE)  # the node goes NotReady, its pods with it
     wait_for(lambda: bool(cluster.admin("GET", "report")["pdb_violations"]), cluster, "the violation")
     report = cluster.admin("GET", "report")
     assert len(report["lost_pods"]) == 3

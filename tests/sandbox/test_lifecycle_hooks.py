@@ -212,3 +212,26 @@ def test_launch_hook_timeout_applies_its_default_result(start_sandbox: Callable[
     (new,) = set(sb.states()) - before
     sb.advance(120)
     assert sb.states()[new] == "InService"
+
+
+def test_terminating_an_instance_in_pending_wait_ends_its_launch_action(
+    start_sandbox: Callable[..., SandboxClient],
+) -> None:
+    sb = with_hooks(
+        start_sandbox,
+        hook("join", "launching", timeout=120, result="CONTINUE"),
+        hook("drain", "terminating", result="CONTINUE"),
+    )
+    before = set(sb.states())
+    sb.autoscaling.set_desired_capacity(AutoScalingGroupName="workers", DesiredCapacity=4)
+    (new,) = set(sb.states()) - before
+    assert sb.states()[new] == "Pending:Wait"
+    terminate(sb, new)
+    assert sb.states()[new] == "Terminating:Wait"
+    complete(sb, new, "CONTINUE")  # the termination hook: nothing else holds the instance
+    assert sb.states()[new] == "Terminating:Proceed"
+    with pytest.raises(ClientError, match=f"No active Lifecycle Action found with instance ID {new}"):
+        complete(sb, new, "CONTINUE", hook_name="join")
+    sb.advance(120)  # the launch hook's timeout, had its action survived, would have made it InService
+    assert new not in sb.states()
+    assert sb.ec2_state(new) == "terminated"

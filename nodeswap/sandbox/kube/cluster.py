@@ -1,11 +1,14 @@
 """The simulated cluster behind the sandbox's API server.
 
 Nodes follow the AWS side: an instance that is running joins as a Node after the join delay (name =
-its private DNS name, providerID ``aws:///<zone>/<instance-id>``) and becomes Ready; an instance that
-shuts down turns its node NotReady (its serving pods are lost) and the Node is deleted later, as the
-cloud node lifecycle controller does. A scheduler binds pending pods; kubelets run them through
-ContainerCreating, Running and Ready, and end them after preStop and the grace period. Controllers
-(workloads, garbage collection, disruption budgets, endpoints) live in ``controllers``.
+its private DNS name, providerID ``aws:///<zone>/<instance-id>``), tainted not-ready until it is Ready.
+When an instance shuts down its kubelet stops (its serving pods are lost); the node lifecycle controller
+turns the node NotReady and unreachable a grace period later, and once the instance is terminated the
+Node is deleted, as the cloud node lifecycle controller does. The taint eviction controller deletes
+pods from nodes with NoExecute taints they do not tolerate. A scheduler binds pending pods; kubelets
+run them through ContainerCreating, Running and Ready, and end them after preStop and the grace
+period. Controllers (workloads, garbage collection, disruption budgets, endpoints) live in
+``controllers``.
 
 Every change to the store pokes one coalesced reconcile pass, run on the sandbox's scheduler thread.
 """
@@ -16,7 +19,7 @@ import copy
 import itertools
 import re
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from nodeswap.sandbox.clock import Scheduler
 from nodeswap.sandbox.kube import controllers, errors, scheduling
@@ -51,6 +54,8 @@ DEFAULT_TOLERATIONS = [
 ]
 _SLEEP = re.compile(r"\bsleep\s+([0-9.]+)")
 SHUTDOWN_ANNOTATION = "sandbox.nodeswap.io/shutdown-seconds"
+NOT_READY_TAINT, UNREACHABLE_TAINT = "node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"
+NODE_MONITOR_PERIOD_SECONDS = 5.0  # kube-controller-manager --node-monitor-period
 _FIELD = {"uid": "UID", "resourceVersion": "ResourceVersion"}  # as the API server names them
 
 
@@ -71,7 +76,11 @@ class Cluster:
         self.store, self.scheduler, self.spec, self.observer = store, scheduler, spec, observer
         self._pending = False
         self._dead: set[str] = set()  # nodes whose kubelet is gone
-        self._nodes: dict[str, str] = {}  # instance id -> node name
+        self._nodes: dict[str, str] = {}  # instance id -> node name, until the instance is terminated
+        self._stopped: set[str] = set()  # instance ids that shut down: they never join
+        # Taint eviction: pod uid -> when its NoExecute countdown started, and when it runs out.
+        self._tainted_since: dict[str, datetime] = {}
+        self._taint_timers: dict[str, datetime] = {}
         self._started: set[str] = set()  # pod uids a kubelet has started
         self._ending: dict[str, float] = {}  # pod uid -> grace its termination was scheduled with
         self._pod_ips = (f"10.244.{n // 250}.{n % 250 + 2}" for n in itertools.count())
@@ -84,6 +93,9 @@ class Cluster:
     # ----- the reconcile loop ------------------------------------------------------------------
 
     def _changed(self, change: Change) -> None:
+        self._poke()
+
+    def _poke(self) -> None:
         if not self._pending:
             self._pending = True
             self.scheduler.call_later(0, self.reconcile)
@@ -91,6 +103,7 @@ class Cluster:
     def reconcile(self) -> None:
         self._pending = False
         controllers.collect_garbage(self)
+        self._evict_for_taints()
         controllers.deployments(self)
         controllers.replicasets(self)
         controllers.statefulsets(self)
@@ -108,13 +121,30 @@ class Cluster:
         self.scheduler.call_later(self.spec.join_seconds, lambda: self._join(machine))
 
     def instance_stopping(self, instance_id: str) -> None:
-        name = self._nodes.pop(instance_id, None)
-        if name is None or self.store.find(NODES, "", name) is None:
+        """The machine shuts down: its kubelet stops at once, but the node lifecycle controller only
+        notices once the node's status has gone unrenewed for the node monitor grace period."""
+        self._stopped.add(instance_id)
+        name = self._nodes.get(instance_id)
+        if name is None or name in self._dead or self.store.find(NODES, "", name) is None:
             return
         self._dead.add(name)
         for pod in self.pods_on(name):
             if "deletionTimestamp" not in pod["metadata"] and not controllers.is_daemon(pod):
                 self.observer.lost(pod, name, "its node's instance shut down with the pod still serving")
+        self.scheduler.call_later(self.spec.node_monitor_grace_seconds, lambda: self._unreachable(name))
+
+    def instance_terminated(self, instance_id: str) -> None:
+        """The instance is gone for good: the cloud node lifecycle controller deletes its Node."""
+        self.instance_stopping(instance_id)
+        name = self._nodes.pop(instance_id, None)
+        if name is not None:
+            self.scheduler.call_later(self.spec.node_gone_seconds, lambda: self._node_gone(name))
+
+    def _unreachable(self, name: str) -> None:
+        """The node lifecycle controller's verdict on a node whose kubelet stopped posting status:
+        Ready Unknown, the unreachable taints, and its pods marked not Ready (MarkPodsNotReady)."""
+        if self.store.find(NODES, "", name) is None:
+            return
         now = rfc3339(self.store.clock)
 
         def unreachable(node: Object) -> None:
@@ -130,19 +160,9 @@ class Cluster:
                 else c
                 for c in node["status"]["conditions"]
             ]
-            taints = [
-                t for t in node["spec"].get("taints") or [] if t["key"] != "node.kubernetes.io/unreachable"
-            ]
-            node["spec"]["taints"] = [
-                *taints,
-                *(
-                    {"key": "node.kubernetes.io/unreachable", "effect": e, "timeAdded": now}
-                    for e in ("NoSchedule", "NoExecute")
-                ),
-            ]
+            _set_condition_taints(node, "Unknown", now)
 
         self.store.modify(NODES, "", name, unreachable)
-        # The node lifecycle controller marks the pods of an unreachable node not Ready (MarkPodsNotReady).
         for pod in self.pods_on(name):
             meta = pod["metadata"]
             self.store.merge(
@@ -151,10 +171,12 @@ class Cluster:
                 meta["name"],
                 {"status": {"conditions": _pod_conditions(ready=False, now=now)}},
             )
-        self.scheduler.call_later(self.spec.node_gone_seconds, lambda: self._node_gone(name))
 
     def _join(self, machine: Machine) -> None:
-        if self.store.find(NODES, "", machine.private_dns) is not None:
+        if (
+            machine.instance_id in self._stopped
+            or self.store.find(NODES, "", machine.private_dns) is not None
+        ):
             return
         cpu, memory_gib, pods = INSTANCE_TYPES.get(machine.instance_type, (2, 8, 29))
         now = rfc3339(self.store.clock)
@@ -200,6 +222,7 @@ class Cluster:
                 },
             },
         }
+        _set_condition_taints(node, "False", now)  # it registers not Ready, so tainted not-ready
         self.store.create(NODES, node)
         self._nodes[machine.instance_id] = machine.private_dns
         # The kubelet's heartbeat Lease (kubectl describe node shows it); renewals are not simulated.
@@ -218,12 +241,24 @@ class Cluster:
         if name in self._dead or self.store.find(NODES, "", name) is None:
             return
         now = rfc3339(self.store.clock)
-        ready = _condition("Ready", "True", "KubeletReady", "kubelet is posting ready status", now)
-        self.store.merge(NODES, "", name, {"status": {"conditions": [ready]}})
+
+        def ready(node: Object) -> None:
+            node["status"]["conditions"] = [
+                _condition("Ready", "True", "KubeletReady", "kubelet is posting ready status", now)
+            ]
+            _set_condition_taints(node, "True", now)
+
+        self.store.modify(NODES, "", name, ready)
 
     def _node_gone(self, name: str) -> None:
-        """The cloud node lifecycle controller deletes the Node; pod GC then removes its pods."""
-        if self.store.find(NODES, "", name) is not None:
+        """The cloud node lifecycle controller deletes the Node of a terminated instance, but only once
+        the Node is not Ready: it skips Ready nodes and looks again every monitor period
+        (k8s.io/cloud-provider controllers/nodelifecycle MonitorNodes). Pod GC then removes its pods."""
+        node = self.store.find(NODES, "", name)
+        if node is not None and _is_ready(node):
+            self.scheduler.call_later(NODE_MONITOR_PERIOD_SECONDS, lambda: self._node_gone(name))
+            return
+        if node is not None:
             self.store.remove(NODES, "", name)
         if self.store.find(LEASES, "kube-node-lease", name) is not None:
             self.store.remove(LEASES, "kube-node-lease", name)
@@ -237,6 +272,53 @@ class Cluster:
     def pods_on(self, node: str) -> list[Object]:
         return [pod for pod in self.store.list(PODS) if pod.get("spec", {}).get("nodeName") == node]
 
+    def _evict_for_taints(self) -> None:
+        """The taint eviction controller (pkg/controller/tainteviction): a pod on a node with a NoExecute
+        taint it does not tolerate is deleted at once; one it tolerates for tolerationSeconds is
+        deleted that long after the taint was added. A deletion, not an eviction: no
+        PodDisruptionBudget is consulted."""
+        nodes = {node["metadata"]["name"]: node for node in self.store.list(NODES)}
+        now = self.store.clock.wall()
+        facing: set[str] = set()
+        for pod in self.store.list(PODS):
+            meta, node = pod["metadata"], nodes.get(pod["spec"].get("nodeName"))
+            if node is None or "deletionTimestamp" in meta:
+                continue
+            taints = [t for t in node["spec"].get("taints") or [] if t.get("effect") == "NoExecute"]
+            tolerations = pod["spec"].get("tolerations") or []
+            grace = scheduling.no_execute_grace(tolerations, taints) if taints else None
+            if grace is None:
+                continue
+            uid = meta["uid"]
+            facing.add(uid)
+            # The countdown runs from when the taint was added (first seen, if it has no timeAdded) and
+            # keeps its start while taints come and go on the node (processPodOnNode).
+            added = [_timestamp(t["timeAdded"]) for t in taints if t.get("timeAdded")]
+            due = self._tainted_since.setdefault(uid, min(added, default=now)) + timedelta(seconds=grace)
+            if due > now:
+                if self._taint_timers.get(uid) != due:
+                    self._taint_timers[uid] = due
+                    self.scheduler.call_later((due - now).total_seconds(), self._poke)
+                continue
+            target = _condition(
+                "DisruptionTarget",
+                "True",
+                "DeletionByTaintManager",
+                "Taint manager: deleting due to NoExecute taint",
+                rfc3339(self.store.clock),
+            )
+            kept = [
+                c for c in pod.get("status", {}).get("conditions") or [] if c["type"] != "DisruptionTarget"
+            ]
+            self.store.merge(
+                PODS, meta["namespace"], meta["name"], {"status": {"conditions": [*kept, target]}}
+            )
+            self.delete(PODS, meta["namespace"], meta["name"], {})
+        # A pod no longer facing a NoExecute taint (or gone) starts afresh should one come back.
+        for uid in set(self._tainted_since) - facing:
+            self._tainted_since.pop(uid)
+            self._taint_timers.pop(uid, None)
+
     # ----- the scheduler -----------------------------------------------------------------------
 
     def _schedule(self) -> None:
@@ -247,44 +329,19 @@ class Cluster:
         ]
         if not pending:
             return
-        nodes = [node for node in self.store.list(NODES) if self.node_alive(node["metadata"]["name"])]
-        used: dict[str, list[float]] = {node["metadata"]["name"]: [0.0, 0.0, 0] for node in nodes}
-        for pod in self.store.list(PODS):
-            where = pod["spec"].get("nodeName")
-            if where in used and pod.get("status", {}).get("phase") not in ("Succeeded", "Failed"):
-                cpu, memory = scheduling.requests(pod["spec"])
-                used[where][0] += cpu
-                used[where][1] += memory
-                used[where][2] += 1
+        # The scheduler knows nodes by what the API shows: one that is not Ready is kept off by its
+        # not-ready/unreachable taints (TaintNodesByCondition), not by its condition; a node whose
+        # machine died unnoticed still looks fine, as it does to kube-scheduler.
+        placement = scheduling.Placement(
+            self.store.list(NODES), self.store.list(PODS), self.store.list(NAMESPACES)
+        )
         for pod in sorted(pending, key=lambda p: p["metadata"]["creationTimestamp"]):
-            fits = [node for node in nodes if self._fits(pod, node, used[node["metadata"]["name"]])]
-            if not fits:
-                self._unschedulable(pod, len(nodes))
+            node = placement.choose(pod)
+            if node is None:
+                self._unschedulable(pod, len(placement))
                 continue
-            best = min(
-                fits,
-                key=lambda n: (
-                    used[n["metadata"]["name"]][0] / max(scheduling.allocatable(n)[0], 1e-9),
-                    n["metadata"]["name"],
-                ),
-            )
-            name = best["metadata"]["name"]
-            cpu, memory = scheduling.requests(pod["spec"])
-            used[name][0] += cpu
-            used[name][1] += memory
-            used[name][2] += 1
-            self._bind(pod, name)
-
-    @staticmethod
-    def _fits(pod: Object, node: Object, used: list[float]) -> bool:
-        spec = pod["spec"]
-        if scheduling.untolerated(spec, node, ("NoSchedule", "NoExecute")) or not scheduling.matches_node(
-            spec, node
-        ):
-            return False
-        cpu, memory = scheduling.requests(spec)
-        max_cpu, max_memory, max_pods = scheduling.allocatable(node)
-        return used[0] + cpu <= max_cpu + 1e-9 and used[1] + memory <= max_memory and used[2] < max_pods
+            placement.add(pod, node)
+            self._bind(pod, node)
 
     def _bind(self, pod: Object, node: str) -> None:
         now = rfc3339(self.store.clock)
@@ -532,11 +589,35 @@ def _pod_conditions(*, ready: bool, now: str) -> list[Object]:
     ]
 
 
+def _set_condition_taints(node: Object, ready: str, now: str) -> None:
+    """The taints the node lifecycle controller keeps in step with the Ready condition: not-ready for
+    False, unreachable for Unknown, none for True; NoSchedule keeps new pods off
+    (doNoScheduleTaintingPass), NoExecute evicts the pods that do not tolerate it
+    (doNoExecuteTaintingPass). A taint already there keeps its timeAdded."""
+    wanted = {"False": NOT_READY_TAINT, "Unknown": UNREACHABLE_TAINT}.get(ready)
+    current = node["spec"].get("taints") or []
+    kept = [t for t in current if t.get("key") not in (NOT_READY_TAINT, UNREACHABLE_TAINT)]
+    added = []
+    if wanted is not None:
+        for effect in ("NoSchedule", "NoExecute"):
+            previous = next((t for t in current if (t.get("key"), t.get("effect")) == (wanted, effect)), None)
+            # timeAdded "is only written for NoExecute taints" (core/v1 Taint).
+            fresh = {"key": wanted, "effect": effect, **({"timeAdded": now} if effect == "NoExecute" else {})}
+            added.append(previous or fresh)
+    node["spec"]["taints"] = [*kept, *added]
+    if not node["spec"]["taints"]:
+        del node["spec"]["taints"]
+
+
 def _is_ready(node: Object) -> bool:
     return any(
         c.get("type") == "Ready" and c.get("status") == "True"
         for c in node.get("status", {}).get("conditions", [])
     )
+
+
+def _timestamp(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 def _readiness_delay(spec: Object) -> float:

@@ -10,18 +10,26 @@ PDB status; the endpoints controller keeps Endpoints for Services.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 from collections import defaultdict
 from typing import TYPE_CHECKING
 
 from nodeswap.sandbox.kube import scheduling
-from nodeswap.sandbox.kube.disruption import ScaleUnknown, budget_status, controller_of, is_ready
+from nodeswap.sandbox.kube.disruption import (
+    UNMANAGED_PODS,
+    ScaleUnknown,
+    budget_status,
+    controller_of,
+    is_ready,
+)
 from nodeswap.sandbox.kube.patch import merge_patch
 from nodeswap.sandbox.kube.resources import (
     DAEMONSETS,
     DEPLOYMENTS,
     ENDPOINTS,
+    EVENTS,
     NODES,
     PDBS,
     PODS,
@@ -375,9 +383,14 @@ def daemonsets(cluster: Cluster) -> None:
         meta, template = daemonset["metadata"], daemonset["spec"].get("template", {})
         pod_spec = {**(template.get("spec") or {})}
         pod_spec["tolerations"] = [*(pod_spec.get("tolerations") or []), *DAEMON_TOLERATIONS]
+        # Every pod the DaemonSet has on a node counts, terminating ones too, so that no replacement
+        # starts beside a pod still shutting down; only pods both finished and deleted are left out
+        # (daemon controller: getNodesToDaemonPods, podsShouldBeOnNode).
         by_node: dict[str, list[Object]] = defaultdict(list)
-        for pod in _active(owned.get(meta["uid"], [])):
-            by_node[_daemon_node(pod)].append(pod)
+        for pod in owned.get(meta["uid"], []):
+            finished = pod.get("status", {}).get("phase") in ("Succeeded", "Failed")
+            if not (finished and "deletionTimestamp" in pod["metadata"]):
+                by_node[_daemon_node(pod)].append(pod)
         desired = ready = scheduled = misscheduled = 0
         for node in nodes:
             name = node["metadata"]["name"]
@@ -392,7 +405,7 @@ def daemonsets(cluster: Cluster) -> None:
             if should_run and not pods:
                 _new_pod(cluster, daemonset, template, spec_changes=_pinned(pod_spec, name))
             elif pods and not may_stay:
-                for pod in pods:
+                for pod in _active(pods):
                     cluster.delete(PODS, meta["namespace"], pod["metadata"]["name"], {})
             desired += should_run
             scheduled += bool(pods) and should_run
@@ -442,15 +455,10 @@ def disruption_budgets(cluster: Cluster) -> None:
         try:
             computed = budget_status(pdb, pods, lambda pod: _scale_of(cluster, pod), now)
             status = computed.as_status(meta.get("generation", 1), rfc3339(store.clock))
-        except ScaleUnknown:
-            # The disruption controller fails safe: no disruption is allowed until it can compute one.
-            status = {
-                "observedGeneration": meta.get("generation", 1),
-                "disruptionsAllowed": 0,
-                "currentHealthy": 0,
-                "desiredHealthy": 0,
-                "expectedPods": 0,
-            }
+            if computed.unmanaged_pods:
+                _warn_unmanaged(cluster, pdb)
+        except ScaleUnknown as exc:
+            status = _fail_safe(pdb, str(exc), rfc3339(store.clock))
         old = pdb.get("status") or {}
         keep_time = [c.get("lastTransitionTime") for c in old.get("conditions") or []]
         for condition, when in zip(status.get("conditions") or [], keep_time, strict=False):
@@ -464,7 +472,56 @@ def disruption_budgets(cluster: Cluster) -> None:
         )
 
 
-def _scale_of(cluster: Cluster, pod: Object) -> int:
+def _fail_safe(pdb: Object, message: str, now: str) -> Object:
+    """The disruption controller's failSafe: allow no disruption and say why (DisruptionAllowed False,
+    reason SyncFailed), leaving the rest of the status, observedGeneration included, as it was."""
+    status = copy.deepcopy(pdb.get("status") or {})
+    status["disruptionsAllowed"] = 0
+    condition = {
+        "type": "DisruptionAllowed",
+        "status": "False",
+        "reason": "SyncFailed",
+        "message": message,
+        "observedGeneration": status.get("observedGeneration", 0),
+        "lastTransitionTime": now,
+    }
+    others = [c for c in status.get("conditions") or [] if c.get("type") != "DisruptionAllowed"]
+    status["conditions"] = [condition, *others]
+    return status
+
+
+def _warn_unmanaged(cluster: Cluster, pdb: Object) -> None:
+    """The Warning event the disruption controller records for a budget selecting pods that have no
+    controller (getExpectedPodCount); recorded once, where the event recorder would count repeats."""
+    meta = pdb["metadata"]
+    name = f"{meta['name']}.{hashlib.sha256(meta['uid'].encode()).hexdigest()[:16]}"
+    if cluster.store.find(EVENTS, meta["namespace"], name) is not None:
+        return
+    now = rfc3339(cluster.store.clock)
+    selector = json.dumps(pdb.get("spec", {}).get("selector"), sort_keys=True)
+    event = {
+        "metadata": {"name": name, "namespace": meta["namespace"]},
+        "involvedObject": {
+            "kind": "PodDisruptionBudget",
+            "apiVersion": PDBS.api_version,
+            "namespace": meta["namespace"],
+            "name": meta["name"],
+            "uid": meta["uid"],
+        },
+        "reason": "UnmanagedPods",
+        "message": UNMANAGED_PODS.format(selector=selector),
+        "type": "Warning",
+        "source": {"component": "controllermanager"},
+        "firstTimestamp": now,
+        "lastTimestamp": now,
+        "count": 1,
+    }
+    cluster.store.create(EVENTS, event)
+
+
+def _scale_of(cluster: Cluster, pod: Object) -> tuple[str, int]:
+    """The UID and replicas of the pod's top controller, as the disruption controller's finders
+    resolve them (a ReplicaSet's Deployment, else the ReplicaSet or StatefulSet itself)."""
     owner = controller_of(pod)
     namespace = pod["metadata"]["namespace"]
     kinds = {"ReplicaSet": REPLICASETS, "StatefulSet": STATEFULSETS, "Deployment": DEPLOYMENTS}
@@ -474,41 +531,40 @@ def _scale_of(cluster: Cluster, pod: Object) -> int:
             break
         parent = controller_of(controller)
         if parent is None or parent.get("kind") not in kinds:
-            return int(controller["spec"].get("replicas", 1))
+            return controller["metadata"]["uid"], int(controller["spec"].get("replicas", 1))
         owner = parent
-    raise ScaleUnknown(f"no scalable controller found for pod {pod['metadata']['name']!r}")
+    raise ScaleUnknown(f'found no controllers for pod "{pod["metadata"]["name"]}"')
 
 
 def endpoints(cluster: Cluster) -> None:
+    """Endpoints as the endpoints controller keeps them: the selected pods that have an IP, are not
+    finished and (unless the Service has publishNotReadyAddresses) are not terminating
+    (ShouldPodBeInEndpoints); Ready ones (or all, with publishNotReadyAddresses) in ``addresses``,
+    the rest in ``notReadyAddresses``; one subset per set of resolved ports (RepackSubsets)."""
     store = cluster.store
     for service in store.list(SERVICES):
-        meta, selector = service["metadata"], service.get("spec", {}).get("selector")
+        meta, spec = service["metadata"], service.get("spec") or {}
+        selector = spec.get("selector")
         if not selector:
             continue
-        pods = [
-            p
-            for p in store.list(PODS, meta["namespace"])
-            if all((p["metadata"].get("labels") or {}).get(k) == v for k, v in selector.items())
-            and p.get("status", {}).get("podIP")
-        ]
-
-        serving = [p for p in pods if is_ready(p) and "deletionTimestamp" not in p["metadata"]]
-        subset: Object = {
-            "ports": [
-                {
-                    "port": p.get("targetPort", p.get("port")),
-                    "protocol": p.get("protocol", "TCP"),
-                    **({"name": p["name"]} if p.get("name") else {}),
-                }
-                for p in service["spec"].get("ports") or []
-            ]
-        }
-        if serving:
-            subset["addresses"] = [_address(p) for p in serving]
-        not_ready = [p for p in pods if p not in serving]
-        if not_ready:
-            subset["notReadyAddresses"] = [_address(p) for p in not_ready]
-        subsets = [subset] if pods else []
+        publish_all = bool(spec.get("publishNotReadyAddresses"))
+        subsets: dict[str, Object] = {}
+        for pod in store.list(PODS, meta["namespace"]):
+            labels = pod["metadata"].get("labels") or {}
+            if (
+                not all(labels.get(k) == v for k, v in selector.items())
+                or not pod.get("status", {}).get("podIP")
+                or pod["status"].get("phase") in ("Succeeded", "Failed")
+                or ("deletionTimestamp" in pod["metadata"] and not publish_all)
+            ):
+                continue
+            ports = _endpoint_ports(service, pod)
+            if ports is None:
+                continue
+            subset = subsets.setdefault(json.dumps(ports, sort_keys=True), {"ports": ports})
+            kind = "addresses" if publish_all or is_ready(pod) else "notReadyAddresses"
+            subset.setdefault(kind, []).append(_address(pod))
+        wanted = list(subsets.values())
         current = store.find(ENDPOINTS, meta["namespace"], meta["name"])
         if current is None:
             store.create(
@@ -519,11 +575,39 @@ def endpoints(cluster: Cluster) -> None:
                         "namespace": meta["namespace"],
                         "labels": dict(meta.get("labels") or {}),
                     },
-                    "subsets": subsets,
+                    "subsets": wanted,
                 },
             )
-        elif current.get("subsets") != subsets:
-            store.merge(ENDPOINTS, meta["namespace"], meta["name"], {"subsets": subsets})
+        elif current.get("subsets") != wanted:
+            store.merge(ENDPOINTS, meta["namespace"], meta["name"], {"subsets": wanted})
+
+
+def _endpoint_ports(service: Object, pod: Object) -> list[Object] | None:
+    """The Service's ports with each targetPort resolved for this pod (podutil.FindPort): a number as
+    is, a name to the containerPort of that name and protocol; ports that do not resolve are left out,
+    and a pod with none is left out (a headless Service without ports lists its pods with none)."""
+    service_ports = service.get("spec", {}).get("ports") or []
+    if not service_ports:
+        return [] if service.get("spec", {}).get("clusterIP") == "None" else None
+    resolved = []
+    for port in service_ports:
+        protocol = port.get("protocol", "TCP")
+        target = port.get("targetPort", port.get("port"))
+        if isinstance(target, str):
+            target = next(
+                (
+                    p["containerPort"]
+                    for c in pod["spec"].get("containers") or []
+                    for p in c.get("ports") or []
+                    if p.get("name") == target and p.get("protocol", "TCP") == protocol
+                ),
+                None,
+            )
+        if target is not None:
+            resolved.append(
+                {"port": target, "protocol": protocol, **({"name": port["name"]} if port.get("name") else {})}
+            )
+    return resolved or None
 
 
 def _address(pod: Object) -> Object:
