@@ -55,7 +55,7 @@ def test_terminating_instance_waits_until_the_action_is_completed(hooked: Sandbo
     assert hooked.ec2_state(victim) == "running"
     assert hooked.group()["DesiredCapacity"] == 2
 
-    hooked.advance(299)  # anything short of the heartbeat timeout leaves it waiting
+    hooked.advance(290)  # anything short of the heartbeat timeout leaves it waiting
     assert hooked.states()[victim] == "Terminating:Wait"
 
     complete(hooked, victim, "CONTINUE")
