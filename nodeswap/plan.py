@@ -34,8 +34,8 @@ class Settings:
 
     replace_all: bool = False
     older_than: timedelta | None = None
-    # --all/--older-than compare launch times with a cutoff fixed when the rollout starts, so the
-    # instances a rollout launches are never themselves replaced by it.
+    # --all/--older-than: once a rollout has started, the launch time of the newest instance it set out
+    # to replace, so the instances it launches are never themselves replaced by it.
     launched_before: datetime | None = None
     image: str | None = None  # --ami: instances running another image are outdated
     ignore_daemonsets: bool = True
@@ -93,9 +93,15 @@ def outdated(group: Group, settings: Settings, now: datetime, *, leaving: bool =
         if instance.serving == leaving:
             continue
         if settings.replace_all or settings.older_than is not None:
-            cutoff = settings.launched_before or now - (settings.older_than or timedelta(0))
-            if instance.launched_at is not None and instance.launched_at < cutoff:
-                age = now - instance.launched_at
+            launched = instance.launched_at
+            if settings.launched_before is not None:
+                due = launched is not None and launched <= settings.launched_before
+            else:
+                due = launched is not None and (
+                    settings.older_than is None or now - launched > settings.older_than
+                )
+            if due and launched is not None:
+                age = now - launched
                 reasons[instance.id] = (
                     "--all replaces every instance launched before the rollout"
                     if settings.replace_all

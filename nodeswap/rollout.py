@@ -225,7 +225,7 @@ class GroupRollout:
         name = plan.group.name
         summary = Summary(name)
         with self.kube.changes() as changes:
-            original = self._record(self.aws.groups([name])[0])
+            original = self._record(self.aws.groups([name])[0], plan)
             # Waves of --surge instances (default: all at once); an interrupted wave is finished first.
             while wave := self._next_wave(name, original):
                 with self._timed(summary, "surge"):
@@ -259,7 +259,7 @@ class GroupRollout:
         finally:
             summary.phases[phase] = summary.phases.get(phase, 0.0) + time.monotonic() - started
 
-    def _record(self, group: Group) -> Capacity:
+    def _record(self, group: Group, plan: GroupPlan) -> Capacity:
         """Read the record of an interrupted run, or write one before the first change."""
         if ORIGINAL_TAG in group.tags:
             original = Capacity.parse(group.tags[ORIGINAL_TAG])
@@ -270,14 +270,10 @@ class GroupRollout:
             return original
         original = Capacity(group.min_size, group.max_size, group.desired)
         suspend = [p for p in FIGHTING_PROCESSES if p not in group.suspended]
-        # LaunchTime has whole seconds: a cutoff a second before now cannot catch the surge's instances.
-        start = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=1)
-        cutoff = start - (self.settings.plan.older_than or timedelta(0))
-        record = {
-            ORIGINAL_TAG: original.tag(),
-            SUSPENDED_TAG: ",".join(suspend),
-            CUTOFF_TAG: cutoff.isoformat(),
-        }
+        record = {ORIGINAL_TAG: original.tag(), SUSPENDED_TAG: ",".join(suspend)}
+        launched = [i.launched_at for i in plan.outdated if i.launched_at is not None]
+        if launched and (self.settings.plan.replace_all or self.settings.plan.older_than):
+            record[CUTOFF_TAG] = max(launched).isoformat()
         self.aws.tag(group.name, record)
         return original
 

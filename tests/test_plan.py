@@ -219,3 +219,9 @@ def test_nodes_are_matched_by_provider_id_not_name() -> None:
     )
     assert result.nodes == {"i-old": renamed}
     assert [p.name for p in result.evictions] == ["a"]
+
+
+def test_a_started_rollout_never_replaces_what_it_launched() -> None:
+    started = Settings(replace_all=True, launched_before=NOW - timedelta(days=1))
+    g = group(instance("i-old", V2, age_days=3), instance("i-surged", V2, age_days=0.001))
+    assert set(outdated(g, started, NOW)) == {"i-old"}
