@@ -381,7 +381,11 @@ class GroupRollout:
         while waiting or active:
             while waiting and len(active) < cap:
                 active.append(waiting.pop(0))
-            staying = {i: self._staying(nodes[i]) if i in nodes else [] for i in active}
+            # One cluster-wide list per wake-up, rather than one per node in flight.
+            listed = self.kube.pods()
+            staying = {
+                i: self._keeping([p for p in listed if i in nodes and p.node == nodes[i]]) for i in active
+            }
             for instance in [i for i in active if not staying[i]]:
                 self._retire(name, instance, nodes.get(instance), hooks, summary)
                 active.remove(instance)
@@ -436,10 +440,13 @@ class GroupRollout:
             _wait(changes, min(WAKE_SECONDS, deadline - time.monotonic()))
 
     def _staying(self, node: str) -> list[Pod]:
-        """The pods keeping a node from being retired: all but DaemonSet and mirror pods."""
+        return self._keeping(self.kube.pods_on(node))
+
+    def _keeping(self, pods: list[Pod]) -> list[Pod]:
+        """The pods keeping a node from being retired: all but DaemonSet, mirror and finished pods."""
         return [
             p
-            for p in self.kube.pods_on(node)
+            for p in pods
             if decide(p, self.settings.plan).action is not Action.SKIP
             and p.phase not in ("Succeeded", "Failed")
         ]
