@@ -10,10 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from nodeswap.errors import UsageError
+from nodeswap.yamlfile import load_mapping, validated
 
 DURATION = r"^(\d+d)?(\d+h)?(\d+m)?(\d+s)?$"
 
@@ -58,27 +58,11 @@ class ReplaceConfig(GroupOptions):
 
 
 def load_config(path: Path) -> ReplaceConfig:
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except OSError as exc:
-        raise UsageError(
-            f"cannot read config file {path}: {exc.strerror}", "check the path given to --config"
-        ) from exc
-    except yaml.YAMLError as exc:
-        raise UsageError(
-            f"{path}: not valid YAML: {exc}", "fix the YAML syntax at the position shown"
-        ) from exc
-    if not isinstance(data, dict):
-        raise UsageError(f"{path}: expected a mapping of options", "see configs/replace.yaml")
-    try:
-        return ReplaceConfig.model_validate(_underscored(data))
-    except ValidationError as exc:
-        problems = "\n".join(
-            f"  key {'.'.join(str(p) for p in error['loc'])}: {error['msg']}" for error in exc.errors()
-        )
-        raise UsageError(
-            f"{path}: invalid options:\n{problems}", "see configs/replace.yaml for every key"
-        ) from exc
+    example = "configs/replace.yaml"
+    data = load_mapping(
+        path, kind="config", fields="options", option="--config", example=example, error=UsageError
+    )
+    return validated(ReplaceConfig, _underscored(data), path, label="key", example=example, error=UsageError)
 
 
 def _underscored(data: dict[str, Any]) -> dict[str, Any]:

@@ -55,15 +55,19 @@ def _call(what: str, request: Callable[[], T]) -> T:
     try:
         return _retrying(request)()
     except ApiException as exc:
-        raise OperationError(
-            f"Kubernetes refused to {what}: {exc.status} {exc.reason}: {_message(exc)}",
-            "see the message; re-run the same command when fixed",
-        ) from exc
+        raise _refused(what, exc) from exc
     except (HTTPError, OSError) as exc:
         raise OperationError(
             f"could not reach the Kubernetes API server to {what}: {exc}",
             "check --kubeconfig/--context and that the API server is reachable",
         ) from exc
+
+
+RETRY_LATER = "see the message; re-run the same command when fixed"
+
+
+def _refused(what: str, exc: ApiException, remedy: str = RETRY_LATER) -> OperationError:
+    return OperationError(f"Kubernetes refused to {what}: {exc.status} {_message(exc)}", remedy)
 
 
 def _message(exc: ApiException) -> str:
@@ -144,9 +148,8 @@ class Kube:
                 return
             except ApiException as exc:
                 if exc.status != 409:
-                    raise OperationError(
-                        f"Kubernetes refused to fence {node}: {exc.status} {_message(exc)}",
-                        "see the message; re-run the same command when fixed",
+                    raise _refused(
+                        f"fence {node}", exc, "see the message; re-run the same command when fixed"
                     ) from exc
         raise OperationError(
             f"{node} kept changing while nodeswap tried to fence it", "re-run the same command"
@@ -158,9 +161,8 @@ class Kube:
             _retrying(self.core.patch_node)(node, {"metadata": {"annotations": annotations}})
         except ApiException as exc:
             if exc.status != 404:
-                raise OperationError(
-                    f"Kubernetes refused to annotate {node}: {exc.status} {_message(exc)}",
-                    "see the message; re-run the same command when fixed",
+                raise _refused(
+                    f"annotate {node}", exc, "see the message; re-run the same command when fixed"
                 ) from exc
 
     def event(self, node: str, reason: str, message: str) -> None:
@@ -204,9 +206,8 @@ class Kube:
                 return EvictionResult(Eviction.MISCONFIGURED, _message(exc))
             if _transient(exc):
                 return EvictionResult(Eviction.BLOCKED, f"the API server answered {exc.status}")
-            raise OperationError(
-                f"Kubernetes refused to evict {pod.key}: {exc.status} {_message(exc)}",
-                "see the message; re-run the same command when fixed",
+            raise _refused(
+                f"evict {pod.key}", exc, "see the message; re-run the same command when fixed"
             ) from exc
         except (HTTPError, OSError) as exc:
             return EvictionResult(Eviction.BLOCKED, f"the API server did not answer: {exc}")
@@ -242,9 +243,8 @@ class Kube:
         except ApiException as exc:
             if exc.status == 404:
                 return None
-            raise OperationError(
-                f"Kubernetes refused to read lease {name}: {exc.status} {_message(exc)}",
-                "check nodeswap may read leases in kube-system",
+            raise _refused(
+                f"read lease {name}", exc, "check nodeswap may read leases in kube-system"
             ) from exc
         return lease
 
@@ -258,9 +258,8 @@ class Kube:
         except ApiException as exc:
             if exc.status == 409:
                 return None
-            raise OperationError(
-                f"Kubernetes refused to write lease {lease.metadata.name}: {exc.status} {_message(exc)}",
-                "check nodeswap may write leases in kube-system",
+            raise _refused(
+                f"write lease {lease.metadata.name}", exc, "check nodeswap may write leases in kube-system"
             ) from exc
         return written
 

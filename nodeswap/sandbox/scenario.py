@@ -10,10 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from nodeswap.errors import ScenarioError
+from nodeswap.yamlfile import load_mapping, validated
 
 
 class _Strict(BaseModel):
@@ -155,38 +155,13 @@ def load_scenario(path: Path | None) -> Scenario:
     """Read and validate a scenario file; None gives the built-in default."""
     if path is None:
         return Scenario()
-    try:
-        data: Any = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise ScenarioError(
-            f"cannot read scenario file {path}: {exc.strerror}", "check the path given to --scenario"
-        ) from exc
-    except yaml.YAMLError as exc:
-        raise ScenarioError(
-            f"{path}: not valid YAML: {exc}", "fix the YAML syntax at the position shown"
-        ) from exc
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ScenarioError(
-            f"{path}: expected a mapping of scenario fields at the top level, got {type(data).__name__}",
-            "see configs/sandbox.yaml for the expected layout",
-        )
-    try:
-        return Scenario.model_validate(data)
-    except ValidationError as exc:
-        raise ScenarioError(
-            f"{path}: invalid scenario:\n{_describe(exc)}", "see configs/sandbox.yaml for every field"
-        ) from exc
-
-
-def _describe(exc: ValidationError) -> str:
-    lines = []
-    for error in exc.errors():
-        field = ".".join(str(part) for part in error["loc"]) or "(top level)"
-        message = error["msg"].removeprefix("Value error, ")
-        # Echo scalar inputs only: a whole mapping says nothing the field name does not.
-        scalar = error["type"] != "missing" and not isinstance(error["input"], dict | list)
-        got = f" (got {error['input']!r})" if scalar else ""
-        lines.append(f"  field {field}: {message}{got}")
-    return "\n".join(lines)
+    example = "configs/sandbox.yaml"
+    data = load_mapping(
+        path,
+        kind="scenario",
+        fields="scenario fields at the top level",
+        option="--scenario",
+        example=example,
+        error=ScenarioError,
+    )
+    return validated(Scenario, data, path, label="field", example=example, error=ScenarioError)
