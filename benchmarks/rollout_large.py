@@ -6,7 +6,8 @@ The lower bound is what the cluster itself imposes: new instances boot, join and
 the slowest PDB moves its pods in waves of ``disruptionsAllowed`` at full strength, each wave waiting
 for the replacements to start and pass their readiness probe (a StatefulSet pod also waits for its
 predecessor's preStop, as it comes back under the same name). Prints one JSON object with both
-figures and their ratio; the rollout runs the real CLI engine over HTTP against the sandbox.
+figures and their ratio, and the estimate `nodeswap plan` makes beforehand (its error against the
+measured time); the rollout runs the real CLI engine over HTTP against the sandbox.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any
 from nodeswap.aws import Aws
 from nodeswap.kube import Kube
 from nodeswap.plan import Settings
-from nodeswap.rollout import RolloutSettings, replace_groups
+from nodeswap.rollout import RolloutSettings, plan_groups, replace_groups
 from nodeswap.sandbox.scenario import Scenario, load_scenario
 from nodeswap.sandbox.server import Sandbox
 
@@ -84,6 +85,9 @@ def main() -> None:
             image = sandbox.world.images["new"]
             settings = RolloutSettings(plan=Settings(image=image))
             groups = aws.groups([g.name for g in scenario.groups], full=True)
+            # What `nodeswap plan` predicts, from the same world just before the rollout.
+            _, (plan,) = plan_groups(aws, kube, groups, lambda _name: settings, lambda _event: None)
+            assert plan.estimate is not None
             started = time.monotonic()
             (summary,) = replace_groups(aws, kube, groups, lambda _name: settings, lambda _event: None)
             measured = time.monotonic() - started
@@ -95,6 +99,9 @@ def main() -> None:
         "rollout_seconds": round(measured, 2),
         **{k: round(v, 2) if isinstance(v, float) else v for k, v in bound.items()},
         "ratio": round(measured / float(bound["lower_bound_seconds"]), 2),
+        "plan_estimate_seconds": round(plan.estimate.seconds, 2),
+        "plan_critical_path": plan.estimate.critical_path,
+        "estimate_error": round(plan.estimate.seconds / measured - 1, 3),
         "phases": summary.as_dict()["phase_seconds"],
         "nodes_replaced": len(summary.replaced),
         "pods_evicted": summary.evicted,

@@ -18,7 +18,7 @@ from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, 
 
 from nodeswap import USER_AGENT
 from nodeswap.errors import OperationError, UsageError
-from nodeswap.model import Group, Instance, LaunchSpec, LifecycleHook
+from nodeswap.model import Group, Instance, LaunchSpec, LifecycleHook, Resources
 
 # Retries are botocore's: standard mode backs off on throttling (Throttling, RequestLimitExceeded) and 5xx.
 RETRIES = {"mode": "standard", "total_max_attempts": 10}
@@ -124,6 +124,7 @@ class Aws:
             tags={t["Key"]: t["Value"] for t in raw.get("Tags", [])},
             busy=full and self._busy(raw),
             mixed="MixedInstancesPolicy" in raw,
+            zones=tuple(raw.get("AvailabilityZones", [])),
         )
 
     def _busy(self, raw: dict[str, Any]) -> bool:
@@ -174,23 +175,70 @@ class Aws:
             lifecycle_state=raw["LifecycleState"],
             healthy=raw.get("HealthStatus") == "Healthy",
             launch=launch,
+            instance_type=raw.get("InstanceType"),
         )
 
     def with_details(self, group: Group) -> Group:
-        """The group with its instances' launch times and images, from one paginated EC2 describe."""
+        """The group with its instances' launch times and images (one paginated EC2 describe) and the
+        instance types it launches."""
         ids = [i.id for i in group.instances]
-        if not ids:
-            return group
-        with _translated(f"describe the instances of {group.name}"):
-            pages = self.ec2.get_paginator("describe_instances").paginate(InstanceIds=ids)
-            details = {i["InstanceId"]: i for p in pages for r in p["Reservations"] for i in r["Instances"]}
+        details: dict[str, dict[str, Any]] = {}
+        if ids:
+            with _translated(f"describe the instances of {group.name}"):
+                pages = self.ec2.get_paginator("describe_instances").paginate(InstanceIds=ids)
+                details = {
+                    i["InstanceId"]: i for p in pages for r in p["Reservations"] for i in r["Instances"]
+                }
         instances = tuple(
             dataclasses.replace(i, launched_at=details[i.id]["LaunchTime"], image_id=details[i.id]["ImageId"])
             if i.id in details
             else i
             for i in group.instances
         )
-        return dataclasses.replace(group, instances=instances)
+        return dataclasses.replace(group, instances=instances, instance_types=self._launch_types(group))
+
+    def _launch_types(self, group: Group) -> tuple[str, ...]:
+        """The instance types the group launches: a mixed instances policy's overrides, else the launch
+        template version's or the launch configuration's type."""
+        with _translated(f"describe what {group.name} launches"):
+            if group.mixed:
+                raw = self._describe_groups(AutoScalingGroupNames=[group.name])[0]
+                overrides = raw["MixedInstancesPolicy"]["LaunchTemplate"].get("Overrides") or []
+                types = tuple(o["InstanceType"] for o in overrides if "InstanceType" in o)
+                if types:
+                    return types
+            if group.launch.template_id is not None:
+                versions = self.ec2.describe_launch_template_versions(
+                    LaunchTemplateId=group.launch.template_id, Versions=[group.launch.version or "$Default"]
+                )["LaunchTemplateVersions"]
+                found = versions[0]["LaunchTemplateData"].get("InstanceType") if versions else None
+                return (found,) if found else ()
+            configurations = self.autoscaling.describe_launch_configurations(
+                LaunchConfigurationNames=[group.launch.configuration]
+            )["LaunchConfigurations"]
+            return (configurations[0]["InstanceType"],) if configurations else ()
+
+    def instance_sizes(self, types: list[str]) -> dict[str, Resources]:
+        """Each type's capacity (vCPUs, memory, pods by the VPC CNI's ENI formula), for types no node of
+        the cluster runs yet."""
+        if not types:
+            return {}
+        with _translated(f"describe instance types {', '.join(types)}"):
+            pages = self.ec2.get_paginator("describe_instance_types").paginate(InstanceTypes=types)
+            described = [t for p in pages for t in p["InstanceTypes"]]
+        sizes = {}
+        for raw in described:
+            network = raw.get("NetworkInfo") or {}
+            enis, addresses = (
+                network.get("MaximumNetworkInterfaces"),
+                network.get("Ipv4AddressesPerInterface"),
+            )
+            sizes[raw["InstanceType"]] = Resources(
+                float(raw["VCpuInfo"]["DefaultVCpus"]),
+                float(raw["MemoryInfo"]["SizeInMiB"]) * 2**20,
+                enis * (addresses - 1) + 2 if enis and addresses else 110,
+            )
+        return sizes
 
     def check_image(self, image_id: str) -> None:
         """A UsageError unless the AMI exists in this region (before a template version points at it)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import queue
+import re
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -25,7 +26,8 @@ from urllib3.exceptions import HTTPError
 
 from nodeswap import USER_AGENT
 from nodeswap.errors import OperationError, UsageError
-from nodeswap.model import Budget, Node, Owner, Pod, Taint
+from nodeswap.model import Budget, Node, Owner, Pod, Resources, Service, Snapshot, Taint
+from nodeswap.placement import quantity, requests, required_node_affinity
 
 RETIRING_TAINT = "nodeswap.io/retiring"
 SCALE_DOWN_DISABLED = "cluster-autoscaler.kubernetes.io/scale-down-disabled"
@@ -107,21 +109,44 @@ class Kube:
         self.core = client.CoreV1Api(self.api)
         self.policy = client.PolicyV1Api(self.api)
         self.leases = client.CoordinationV1Api(self.api)
+        self.apps = client.AppsV1Api(self.api)
 
     # ----- reads -------------------------------------------------------------------------------
 
     def nodes(self) -> list[Node]:
-        return [_node(n) for n in _call("list nodes", self.core.list_node).items]
+        return [_node(n) for n in _items("list nodes", self.core.list_node)]
 
     def pods(self) -> list[Pod]:
-        return [_pod(p) for p in _call("list pods", self.core.list_pod_for_all_namespaces).items]
+        return [_pod(p) for p in _items("list pods", self.core.list_pod_for_all_namespaces)]
 
     def pods_on(self, node: str) -> list[Pod]:
-        listed = _call(
+        listed = _items(
             f"list the pods on {node}",
-            lambda: self.core.list_pod_for_all_namespaces(field_selector=f"spec.nodeName={node}"),
+            self.core.list_pod_for_all_namespaces,
+            field_selector=f"spec.nodeName={node}",
         )
-        return [_pod(p) for p in listed.items]
+        return [_pod(p) for p in listed]
+
+    def snapshot(self) -> Snapshot:
+        """Everything the planner reads from the cluster, one list per kind."""
+        replica_sets = _items("list ReplicaSets", self.apps.list_replica_set_for_all_namespaces)
+        controllers = {}
+        for raw in replica_sets:
+            meta = raw["metadata"]
+            owner = next((o for o in meta.get("ownerReferences") or [] if o.get("controller")), None)
+            if owner is not None:
+                controllers[f"{meta['namespace']}/ReplicaSet/{meta['name']}"] = Owner(
+                    owner["kind"], owner["name"]
+                )
+        return Snapshot(
+            nodes=tuple(self.nodes()),
+            pods=tuple(self.pods()),
+            budgets=tuple(self.budgets()),
+            services=tuple(
+                _service(s) for s in _items("list Services", self.core.list_service_for_all_namespaces)
+            ),
+            controllers=controllers,
+        )
 
     def budgets(self) -> list[Budget]:
         listed = _call("list PodDisruptionBudgets", self.policy.list_pod_disruption_budget_for_all_namespaces)
@@ -281,6 +306,14 @@ class Kube:
                 ) from exc
 
 
+def _items(what: str, lister: Callable[..., Any], **query: Any) -> list[dict[str, Any]]:
+    """A list request's items as the API server sends them: parsing the JSON directly is many times
+    faster than the client's model objects, which matters for clusters of tens of thousands of pods."""
+    response = _call(what, lambda: lister(_preload_content=False, **query))
+    items: list[dict[str, Any]] = json.loads(response.data)["items"]
+    return items
+
+
 def _follow(lister: Callable[..., Any], kind: str, changed: queue.Queue[str], stop: threading.Event) -> None:
     """Feed ``changed`` from one watch, resuming from the last version; relist after a 410 or a failure."""
     version: str | None = None
@@ -314,37 +347,81 @@ def _cause(exc: ApiException) -> str:
     return "; ".join(c.get("message", "") for c in causes) or str(body.get("message", ""))
 
 
-def _node(raw: client.V1Node) -> Node:
-    conditions = raw.status.conditions or [] if raw.status else []
+def _node(raw: dict[str, Any]) -> Node:
+    meta, spec, status = raw["metadata"], raw.get("spec") or {}, raw.get("status") or {}
+    ready: dict[str, Any] = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
+    allocatable = status.get("allocatable") or {}
     return Node(
-        name=raw.metadata.name,
-        provider_id=raw.spec.provider_id or "",
-        ready=any(c.type == "Ready" and c.status == "True" for c in conditions),
-        unschedulable=bool(raw.spec.unschedulable),
-        taints=tuple(Taint(t.key, t.effect, t.value or "") for t in raw.spec.taints or []),
-        labels=dict(raw.metadata.labels or {}),
-        annotations=dict(raw.metadata.annotations or {}),
+        name=meta["name"],
+        provider_id=spec.get("providerID") or "",
+        ready=ready.get("status") == "True",
+        unschedulable=bool(spec.get("unschedulable")),
+        taints=tuple(Taint(t["key"], t["effect"], t.get("value") or "") for t in spec.get("taints") or []),
+        labels=dict(meta.get("labels") or {}),
+        annotations=dict(meta.get("annotations") or {}),
+        allocatable=Resources(
+            quantity(allocatable.get("cpu", 0)),
+            quantity(allocatable.get("memory", 0)),
+            int(quantity(allocatable.get("pods", 110))),
+        ),
+        created_at=_time(meta.get("creationTimestamp")),
+        ready_since=_time(ready.get("lastTransitionTime")) if ready.get("status") == "True" else None,
     )
 
 
-def _pod(raw: client.V1Pod) -> Pod:
-    meta = raw.metadata
-    controller = next((o for o in meta.owner_references or [] if o.controller), None)
-    conditions = raw.status.conditions or [] if raw.status else []
+def _pod(raw: dict[str, Any]) -> Pod:
+    meta, spec, status = raw["metadata"], raw.get("spec") or {}, raw.get("status") or {}
+    controller = next((o for o in meta.get("ownerReferences") or [] if o.get("controller")), None)
+    ready: dict[str, Any] = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
+    containers = spec.get("containers") or []
+    probes = [c["readinessProbe"] for c in containers if c.get("readinessProbe")]
+    hooks = [(c.get("lifecycle") or {}).get("preStop") for c in containers]
+    cpu, memory = requests(spec)
     return Pod(
-        namespace=meta.namespace,
-        name=meta.name,
-        uid=meta.uid,
-        node=raw.spec.node_name,
-        labels=dict(meta.labels or {}),
-        annotations=dict(meta.annotations or {}),
-        owner=Owner(controller.kind, controller.name) if controller else None,
-        phase=raw.status.phase if raw.status else "Pending",
-        ready=any(c.type == "Ready" and c.status == "True" for c in conditions),
-        deleting=meta.deletion_timestamp is not None,
-        empty_dir=any(v.empty_dir is not None for v in raw.spec.volumes or []),
-        mirror="kubernetes.io/config.mirror" in (meta.annotations or {}),
+        namespace=meta["namespace"],
+        name=meta["name"],
+        uid=meta["uid"],
+        node=spec.get("nodeName"),
+        labels=dict(meta.get("labels") or {}),
+        annotations=dict(meta.get("annotations") or {}),
+        owner=Owner(controller["kind"], controller["name"]) if controller else None,
+        phase=status.get("phase", "Pending"),
+        ready=ready.get("status") == "True",
+        deleting=meta.get("deletionTimestamp") is not None,
+        empty_dir=any("emptyDir" in v for v in spec.get("volumes") or []),
+        mirror="kubernetes.io/config.mirror" in (meta.get("annotations") or {}),
+        requests=Resources(cpu, memory, 1),
+        node_selector=dict(spec.get("nodeSelector") or {}),
+        node_affinity=required_node_affinity(spec),
+        tolerations=tuple(spec.get("tolerations") or []),
+        readiness_probe=bool(probes),
+        readiness_delay=max((float(p.get("initialDelaySeconds", 0)) for p in probes), default=0.0),
+        pre_stop=any(hooks),
+        pre_stop_seconds=max((_pause(h) for h in hooks if h), default=0.0),
+        grace_seconds=int(spec.get("terminationGracePeriodSeconds", 30)),
+        created_at=_time(meta.get("creationTimestamp")),
+        ready_since=_time(ready.get("lastTransitionTime")) if ready.get("status") == "True" else None,
     )
+
+
+_SLEEP = re.compile(r"\bsleep\s+([0-9.]+)")
+
+
+def _pause(hook: dict[str, Any]) -> float:
+    """How long a preStop hook waits, where it says: the sleep action, or a `sleep N` it executes."""
+    if "sleep" in hook:
+        return float(hook["sleep"].get("seconds", 0))
+    found = _SLEEP.search(" ".join((hook.get("exec") or {}).get("command") or []))
+    return float(found.group(1)) if found else 0.0
+
+
+def _time(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
+
+
+def _service(raw: dict[str, Any]) -> Service:
+    meta = raw["metadata"]
+    return Service(meta["namespace"], meta["name"], dict((raw.get("spec") or {}).get("selector") or {}))
 
 
 def _budget(raw: client.V1PodDisruptionBudget, api: client.ApiClient) -> Budget:

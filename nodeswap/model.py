@@ -1,13 +1,14 @@
 """nodeswap's view of the world: frozen facts read from AWS and Kubernetes by the adapters.
 
 The engine and the planner read these, never SDK objects or raw API payloads; derived facts are
-properties, not stored twice.
+properties, not stored twice. Findings are what the planner concludes about them.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 # Auto Scaling lifecycle states in which an instance counts toward the group's capacity.
 SERVING_STATES = frozenset({"Pending", "Pending:Wait", "Pending:Proceed", "InService"})
@@ -37,6 +38,7 @@ class Instance:
     launch: LaunchSpec | None
     launched_at: datetime | None = None
     image_id: str | None = None
+    instance_type: str | None = None
 
     @property
     def serving(self) -> bool:
@@ -68,6 +70,10 @@ class Group:
     tags: dict[str, str] = field(default_factory=dict)
     busy: bool = False  # a scaling activity is in progress
     mixed: bool = False  # the launch template comes from a mixed instances policy
+    zones: tuple[str, ...] = ()
+    # The instance types new instances get (several for a mixed instances policy); filled in with the
+    # instances' launch times and images, empty when unknown.
+    instance_types: tuple[str, ...] = ()
 
     def instance(self, instance_id: str) -> Instance | None:
         return next((i for i in self.instances if i.id == instance_id), None)
@@ -81,6 +87,36 @@ class Taint:
 
 
 @dataclass(frozen=True)
+class Resources:
+    cpu: float = 0.0  # cores
+    memory: float = 0.0  # bytes
+    pods: int = 0
+
+    def __add__(self, other: Resources) -> Resources:
+        return Resources(self.cpu + other.cpu, self.memory + other.memory, self.pods + other.pods)
+
+    def __sub__(self, other: Resources) -> Resources:
+        return Resources(self.cpu - other.cpu, self.memory - other.memory, self.pods - other.pods)
+
+    def __mul__(self, times: int) -> Resources:
+        return Resources(self.cpu * times, self.memory * times, self.pods * times)
+
+    def within(self, room: Resources) -> bool:
+        return self.cpu <= room.cpu + 1e-9 and self.memory <= room.memory and self.pods <= room.pods
+
+    def short_of(self, room: Resources) -> list[str]:
+        """What exceeds ``room``, as "cpu", "memory", "pods"."""
+        pairs = (("cpu", self.cpu, room.cpu + 1e-9), ("memory", self.memory, room.memory))
+        return [name for name, need, have in (*pairs, ("pods", self.pods, room.pods)) if need > have]
+
+    def describe(self) -> str:
+        return f"{self.cpu:.2f} CPU, {self.memory / 2**30:.1f} GiB, {self.pods} pods"
+
+    def as_dict(self) -> dict[str, float]:
+        return {"cpu": round(self.cpu, 3), "memory_bytes": round(self.memory), "pods": self.pods}
+
+
+@dataclass(frozen=True)
 class Node:
     name: str
     provider_id: str
@@ -89,6 +125,9 @@ class Node:
     taints: tuple[Taint, ...] = ()
     labels: dict[str, str] = field(default_factory=dict)
     annotations: dict[str, str] = field(default_factory=dict)
+    allocatable: Resources = Resources()
+    created_at: datetime | None = None
+    ready_since: datetime | None = None  # when its Ready condition last turned True
 
     @property
     def instance_id(self) -> str | None:
@@ -118,10 +157,28 @@ class Pod:
     deleting: bool = False
     empty_dir: bool = False
     mirror: bool = False
+    requests: Resources = Resources(pods=1)
+    node_selector: dict[str, str] = field(default_factory=dict)
+    node_affinity: dict[str, Any] | None = None  # requiredDuringSchedulingIgnoredDuringExecution
+    tolerations: tuple[dict[str, Any], ...] = ()
+    readiness_probe: bool = False  # some container has one
+    readiness_delay: float = 0.0  # the longest initialDelaySeconds of the readiness probes
+    pre_stop: bool = False  # some container has a preStop hook
+    pre_stop_seconds: float = 0.0  # how long the preStop hooks wait, where that can be read (a sleep)
+    grace_seconds: int = 30  # terminationGracePeriodSeconds
+    created_at: datetime | None = None
+    ready_since: datetime | None = None
 
     @property
     def key(self) -> str:
         return f"{self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True)
+class Service:
+    namespace: str
+    name: str
+    selector: dict[str, str]  # empty: the Service has no selector (its endpoints are managed by hand)
 
 
 @dataclass(frozen=True)
@@ -141,3 +198,37 @@ class Budget:
     @property
     def key(self) -> str:
         return f"{self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What the planner reads from the cluster, in one consistent pass."""
+
+    nodes: tuple[Node, ...] = ()
+    pods: tuple[Pod, ...] = ()
+    budgets: tuple[Budget, ...] = ()
+    services: tuple[Service, ...] = ()
+    controllers: dict[str, Owner] = field(default_factory=dict)  # "ns/ReplicaSet/name" -> its controller
+
+
+@dataclass(frozen=True)
+class Finding:
+    """Something the planner found about an object, and what the user can do about it. ``check`` is a
+    stable identifier (for --output json and the README)."""
+
+    check: str
+    subject: str
+    cause: str
+    remedy: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"check": self.check, "subject": self.subject, "cause": self.cause, "remedy": self.remedy}
+
+
+@dataclass(frozen=True)
+class Blocker(Finding):
+    """A finding that stops the rollout before it starts."""
+
+    # "workload" blockers (pods, budgets) hold on every run; "group" ones describe the group before a
+    # rollout and are expected mid-rollout (instances launching, MaxSize raised), so a resumed run skips them.
+    scope: str = "group"

@@ -8,12 +8,14 @@ world before every irreversible step.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import Enum
 
-from nodeswap.model import Budget, Group, Instance, Node, Pod
+from nodeswap.audit import Estimate, Fit, Index, audit, estimate, fit, new_node, selects, serializing, spare
+from nodeswap.model import Blocker, Budget, Finding, Group, Instance, Node, Pod, Resources, Snapshot
 
 # Pods carrying one of these annotations ask not to be evicted (cluster-autoscaler and Karpenter).
 DO_NOT_DISRUPT = {
@@ -49,18 +51,7 @@ class PodDecision:
     pod: Pod
     action: Action
     reason: str = ""
-
-
-@dataclass(frozen=True)
-class Blocker:
-    """Why a rollout cannot start, about which object, and what the user can do about it."""
-
-    cause: str
-    subject: str
-    remedy: str
-    # "workload" blockers (pods, budgets) hold on every run; "group" ones describe the group before a
-    # rollout and are expected mid-rollout (instances launching, MaxSize raised), so a resumed run skips them.
-    scope: str = "group"
+    check: str = ""  # for a blocked pod, the blocker's stable identifier
 
 
 @dataclass(frozen=True)
@@ -71,10 +62,15 @@ class GroupPlan:
     nodes: dict[str, Node]  # instance id -> its node, for the outdated instances that have one
     decisions: tuple[PodDecision, ...]
     blockers: tuple[Blocker, ...] = field(default=())
+    warnings: tuple[Finding, ...] = field(default=())
+    waves: tuple[tuple[str, ...], ...] = field(default=())  # instance ids, in the order they are replaced
+    fit: Fit | None = None
+    estimate: Estimate | None = None
 
     @property
     def surge(self) -> int:
-        return len(self.outdated)
+        """Instances added at once: the largest wave."""
+        return max((len(wave) for wave in self.waves), default=0)
 
     @property
     def max_size_needed(self) -> int:
@@ -130,81 +126,118 @@ def decide(pod: Pod, settings: Settings) -> PodDecision:
     if pod.owner is not None and pod.owner.kind == "DaemonSet":
         if settings.ignore_daemonsets:
             return PodDecision(pod, Action.SKIP, "DaemonSet-managed: goes with its node")
-        return PodDecision(pod, Action.BLOCK, "DaemonSet-managed Pods (use --ignore-daemonsets to ignore)")
+        return PodDecision(
+            pod, Action.BLOCK, "DaemonSet-managed Pods (use --ignore-daemonsets to ignore)", "daemonset"
+        )
     if pod.phase in ("Succeeded", "Failed") or pod.deleting:
         return PodDecision(pod, Action.EVICT, "finished or already terminating")
     for key, value in DO_NOT_DISRUPT.items():
         if pod.annotations.get(key) == value:
             return PodDecision(
-                pod, Action.BLOCK, f"annotated {key}={value} (remove the annotation to allow it)"
+                pod,
+                Action.BLOCK,
+                f"annotated {key}={value} (remove the annotation to allow it)",
+                "do-not-disrupt",
             )
     if pod.owner is None and not settings.force:
-        return PodDecision(pod, Action.BLOCK, "Pods declare no controller (use --force to override)")
+        return PodDecision(
+            pod, Action.BLOCK, "Pods declare no controller (use --force to override)", "no-controller"
+        )
     if pod.empty_dir and not settings.delete_emptydir_data:
         return PodDecision(
-            pod, Action.BLOCK, "Pods with local storage (use --delete-emptydir-data to override)"
+            pod, Action.BLOCK, "Pods with local storage (use --delete-emptydir-data to override)", "emptydir"
         )
     return PodDecision(pod, Action.EVICT)
-
-
-def selects(selector: dict[str, object] | None, labels: dict[str, str]) -> bool:
-    """A metav1.LabelSelector against labels. policy/v1: a nil selector selects nothing, {} everything."""
-    if selector is None:
-        return False
-    match_labels = selector.get("matchLabels") or {}
-    assert isinstance(match_labels, dict)
-    if any(labels.get(k) != v for k, v in match_labels.items()):
-        return False
-    expressions = selector.get("matchExpressions") or []
-    assert isinstance(expressions, list)
-    for expression in expressions:
-        key, operator, values = expression["key"], expression["operator"], expression.get("values") or []
-        present = key in labels
-        matched = {
-            "In": present and labels.get(key) in values,
-            "NotIn": not present or labels.get(key) not in values,
-            "Exists": present,
-            "DoesNotExist": not present,
-        }.get(operator, False)
-        if not matched:
-            return False
-    return True
 
 
 def budgets_of(pod: Pod, budgets: Iterable[Budget]) -> list[Budget]:
     return [b for b in budgets if b.namespace == pod.namespace and selects(b.selector, pod.labels)]
 
 
+def waves(ids: Iterable[str], first: set[str], surge: int | str | None, desired: int) -> list[list[str]]:
+    """The outdated instances in waves of ``surge`` (N, or "P%" of desired; None: one wave), those in
+    ``first`` (fenced by an interrupted run) first, then by id."""
+    ordered = sorted(ids, key=lambda instance: (instance not in first, instance))
+    if surge is None:
+        return [ordered] if ordered else []
+    size = max(math.ceil(int(surge[:-1]) * desired / 100) if isinstance(surge, str) else surge, 1)
+    return [ordered[i : i + size] for i in range(0, len(ordered), size)]
+
+
 def plan_group(
     group: Group,
-    nodes: Iterable[Node],
-    pods: Iterable[Pod],
-    budgets: Iterable[Budget],
+    snapshot: Snapshot,
     *,
     settings: Settings,
     now: datetime,
+    sizes: dict[str, Resources] | None = None,
+    surge: int | str | None = None,
 ) -> GroupPlan:
-    budgets = list(budgets)
-    by_instance: dict[str, Node] = {}
-    for node in nodes:
-        if node.instance_id:
-            by_instance[node.instance_id] = node
+    """The whole plan for one group: what is replaced and why, in which waves, what happens to each
+    pod on it, whether the pods fit, the audit and the estimate, and what blocks the rollout.
+    ``sizes`` are the capacities of the group's instance types that no node reports yet."""
+    index = Index(snapshot)
+    by_instance = {node.instance_id: node for node in snapshot.nodes if node.instance_id}
     reasons = outdated(group, settings, now)
     old = tuple(i for i in group.instances if i.id in reasons)
     old_nodes = {i.id: by_instance[i.id] for i in old if i.id in by_instance}
     names = {node.name for node in old_nodes.values()}
-    decisions = tuple(decide(pod, settings) for pod in pods if pod.node in names)
-    blockers: list[Blocker] = []
+    decisions = tuple(decide(pod, settings) for pod in snapshot.pods if pod.node in names)
+    blockers = [
+        Blocker(d.check, f"pod {d.pod.key}", d.reason, _remedy(d.reason), scope="workload")
+        for d in decisions
+        if d.action is Action.BLOCK
+    ]
+    moving = [
+        d.pod
+        for d in decisions
+        if d.action is Action.EVICT and not d.pod.deleting and d.pod.phase not in _DONE
+    ]
+    blockers += _budget_blockers(moving, index)
+    fenced = {i for i, n in old_nodes.items() if n.unschedulable}
+    order = waves(reasons, fenced, surge, group.desired)
+    blockers += _group_blockers(
+        group, old, old_nodes, by_instance, settings, surge=max(map(len, order), default=0)
+    )
+    node_of = {i: n.name for i, n in old_nodes.items()}
+    moving_by_wave = [[p for p in moving if p.node in {node_of.get(i) for i in wave}] for wave in order]
+    group_nodes = {i.id: by_instance[i.id] for i in group.instances if i.id in by_instance}
+    staying = [n for n in snapshot.nodes if n.name not in names and n.ready and not n.unschedulable]
+    the_fit, misfits = fit(
+        new_node(group, list(group_nodes.values()), snapshot.nodes, sizes or {}),
+        moving_by_wave,
+        launched=[len(wave) for wave in order],
+        daemonsets=_daemonsets(decisions),
+        staying=staying,
+        snapshot=snapshot,
+    )
+    how_long = estimate(group, group_nodes, moving_by_wave, index) if old else None
+    slowest = how_long.paces[0] if how_long and how_long.paces else None
+    return GroupPlan(
+        group,
+        old,
+        reasons,
+        old_nodes,
+        decisions,
+        tuple(blockers + misfits),
+        warnings=tuple(audit(moving, index) + serializing(moving, names, index, slowest)),
+        waves=tuple(tuple(w) for w in order),
+        fit=the_fit,
+        estimate=how_long,
+    )
+
+
+_DONE = ("Succeeded", "Failed")
+
+
+def _daemonsets(decisions: Sequence[PodDecision]) -> Resources:
+    """What DaemonSet pods take on a node: the most any old node gives them (they follow to the new)."""
+    per_node: dict[str | None, Resources] = {}
     for decision in decisions:
-        if decision.action is Action.BLOCK:
-            blockers.append(
-                Blocker(
-                    decision.reason, f"pod {decision.pod.key}", _remedy(decision.reason), scope="workload"
-                )
-            )
-    blockers += _budget_blockers([d.pod for d in decisions if d.action is Action.EVICT], budgets)
-    blockers += _group_blockers(group, old, old_nodes, by_instance, settings)
-    return GroupPlan(group, old, reasons, old_nodes, decisions, tuple(blockers))
+        pod = decision.pod
+        if decision.action is Action.SKIP and pod.owner is not None and pod.owner.kind == "DaemonSet":
+            per_node[pod.node] = per_node.get(pod.node, Resources()) + pod.requests
+    return max(per_node.values(), key=lambda r: (r.cpu, r.memory), default=Resources())
 
 
 def _remedy(reason: str) -> str:
@@ -212,17 +245,18 @@ def _remedy(reason: str) -> str:
     return reason[start + 1 : -1] if start >= 0 else "change the pod"
 
 
-def _budget_blockers(evictable: list[Pod], budgets: list[Budget]) -> list[Blocker]:
+def _budget_blockers(moving: list[Pod], index: Index) -> list[Blocker]:
     blockers = []
     stuck: set[str] = set()
-    for pod in evictable:
-        matching = budgets_of(pod, budgets)
+    for pod in moving:
+        matching = index.budgets(pod)
         if len(matching) > 1:
             names = " and ".join(b.key for b in matching)
             blockers.append(
                 Blocker(
-                    f"selected by more than one PodDisruptionBudget ({names}); the Eviction API refuses it",
+                    "multiple-pdbs",
                     f"pod {pod.key}",
+                    f"selected by more than one PodDisruptionBudget ({names}); the Eviction API refuses it",
                     "make the PDBs' selectors disjoint",
                     scope="workload",
                 )
@@ -230,17 +264,30 @@ def _budget_blockers(evictable: list[Pod], budgets: list[Budget]) -> list[Blocke
         for budget in matching:
             # At full strength every expected pod is healthy: if even then the budget allows no
             # disruption, no eviction it gates can ever succeed.
-            if budget.key not in stuck and budget.expected_pods - budget.desired_healthy <= 0:
+            if budget.key not in stuck and spare(budget) == 0:
                 stuck.add(budget.key)
                 blockers.append(
                     Blocker(
+                        "pdb-allows-no-disruption",
+                        f"PodDisruptionBudget {budget.key}",
                         f"allows no disruption even with all {budget.expected_pods} pods healthy "
                         f"(needs {budget.desired_healthy} healthy)",
-                        f"PodDisruptionBudget {budget.key}",
                         "scale the workload up or relax minAvailable/maxUnavailable",
                         scope="workload",
                     )
                 )
+    selected = {b.key for pod in index.snapshot.pods for b in index.budgets(pod)}
+    blockers += [
+        Blocker(
+            "pdb-selects-no-pods",
+            f"PodDisruptionBudget {budget.key}",
+            "selects no pods: the workload it was meant to protect is not protected",
+            "fix its selector to match the workload's pod labels, or delete it",
+            scope="workload",
+        )
+        for budget in index.snapshot.budgets
+        if budget.key not in selected
+    ]
     return blockers
 
 
@@ -250,6 +297,8 @@ def _group_blockers(
     old_nodes: dict[str, Node],
     by_instance: dict[str, Node],
     settings: Settings,
+    *,
+    surge: int,
 ) -> list[Blocker]:
     blockers: list[Blocker] = []
     if not old:
@@ -257,15 +306,18 @@ def _group_blockers(
     if group.busy:
         blockers.append(
             Blocker(
-                "a scaling activity is in progress", f"group {group.name}", "wait for it to finish and re-run"
+                "scaling-activity",
+                f"group {group.name}",
+                "a scaling activity is in progress",
+                "wait for it to finish and re-run",
             )
         )
-    if group.desired + len(old) > group.max_size and not settings.may_raise_max_size:
+    if group.desired + surge > group.max_size and not settings.may_raise_max_size:
         blockers.append(
             Blocker(
-                f"surging {len(old)} instances needs MaxSize {group.desired + len(old)}, "
-                f"it is {group.max_size}",
+                "max-size",
                 f"group {group.name}",
+                f"surging {surge} instances needs MaxSize {group.desired + surge}, it is {group.max_size}",
                 "raise MaxSize, or let nodeswap raise it during the rollout",
             )
         )
@@ -273,14 +325,20 @@ def _group_blockers(
         node = by_instance.get(instance.id)
         if instance.serving and node is not None and not node.ready:
             blockers.append(
-                Blocker("node is NotReady", f"node {node.name} ({instance.id})", "repair or replace it first")
+                Blocker(
+                    "node-not-ready",
+                    f"node {node.name} ({instance.id})",
+                    "node is NotReady",
+                    "repair or replace it first",
+                )
             )
     for instance in old:
         if instance.id not in old_nodes:
             blockers.append(
                 Blocker(
-                    "has no node in the cluster (no Node with its providerID)",
+                    "no-node",
                     f"instance {instance.id}",
+                    "has no node in the cluster (no Node with its providerID)",
                     "check --kubeconfig/--context point at the cluster this group's instances join",
                 )
             )

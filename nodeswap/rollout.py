@@ -21,7 +21,6 @@ The engine emits events; the CLI renders them.
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import queue
 import re
@@ -38,11 +37,12 @@ from typing import Any
 
 from kubernetes import client
 
+from nodeswap.audit import INSTANCE_TYPE_LABELS
 from nodeswap.aws import STATE_TAG_PREFIX, Aws
 from nodeswap.errors import OperationError, RefusedError, UsageError
 from nodeswap.kube import RETIRING_TAINT, SCALE_DOWN_DISABLED, Eviction, Kube
-from nodeswap.model import Group, Pod
-from nodeswap.plan import Action, GroupPlan, Settings, budgets_of, decide, outdated, plan_group
+from nodeswap.model import Blocker, Group, Pod
+from nodeswap.plan import Action, GroupPlan, Settings, budgets_of, decide, outdated, plan_group, waves
 
 ORIGINAL_TAG = f"{STATE_TAG_PREFIX}original-capacity"  # "min,max,desired"
 SUSPENDED_TAG = f"{STATE_TAG_PREFIX}suspended"  # the processes nodeswap suspended, "" for none
@@ -128,6 +128,32 @@ class Capacity:
         return cls(low, high, desired)
 
 
+def plan_groups(
+    aws: Aws, kube: Kube, groups: list[Group], settings_for: Callable[[str], RolloutSettings], emit: Emit
+) -> tuple[dict[str, GroupRollout], list[GroupPlan]]:
+    """Plan every group, reading only: what `nodeswap plan` reports and `replace` acts on."""
+    rollouts = {group.name: GroupRollout(aws, kube, settings_for(group.name), emit) for group in groups}
+    for group in groups:
+        if rollouts[group.name].settings.ami and group.mixed:
+            raise UsageError(
+                f"group {group.name} takes its launch template from a mixed instances policy, which --ami "
+                "does not update yet",
+                "create the launch template version, point the policy at it, then run without --ami",
+            )
+    return rollouts, [rollouts[group.name].plan(group) for group in groups]
+
+
+def refusals(plans: list[GroupPlan]) -> list[tuple[str, Blocker]]:
+    """The blockers that stop a run. A resumed rollout expects its own group-level effects (instances
+    launching, MaxSize raised) but still refuses on what would lose data or break a budget."""
+    return [
+        (p.group.name, b)
+        for p in plans
+        for b in p.blockers
+        if b.scope == "workload" or ORIGINAL_TAG not in p.group.tags
+    ]
+
+
 def replace_groups(
     aws: Aws,
     kube: Kube,
@@ -139,25 +165,10 @@ def replace_groups(
 ) -> list[Summary]:
     """Plan every group, refuse if any plan has a blocker (nothing changed yet), then replace the groups
     one after the other."""
-    rollouts = {group.name: GroupRollout(aws, kube, settings_for(group.name), emit) for group in groups}
-    for group in groups:
-        if rollouts[group.name].settings.ami and group.mixed:
-            raise UsageError(
-                f"group {group.name} takes its launch template from a mixed instances policy, which --ami "
-                "does not update yet",
-                "create the launch template version, point the policy at it, then run without --ami",
-            )
-    plans = [rollouts[group.name].plan(group) for group in groups]
+    rollouts, plans = plan_groups(aws, kube, groups, settings_for, emit)
     for plan in plans:
         rollouts[plan.group.name].announce(plan)
-    # A resumed rollout expects its own group-level effects (instances launching, MaxSize raised) but
-    # still refuses on what would lose data or break a budget.
-    blockers = [
-        (p.group.name, b)
-        for p in plans
-        for b in p.blockers
-        if b.scope == "workload" or ORIGINAL_TAG not in p.group.tags
-    ]
+    blockers = refusals(plans)
     if blockers:
         raise RefusedError(blockers)
     todo = [p for p in plans if p.outdated or ORIGINAL_TAG in p.group.tags]
@@ -177,13 +188,17 @@ class GroupRollout:
         self._lock_lost = threading.Event()
 
     def plan(self, group: Group) -> GroupPlan:
+        """The plan `nodeswap plan` prints and `replace` acts on: read-only."""
+        group = self.aws.with_details(group)
+        snapshot = self.kube.snapshot()
+        reported = {n.labels.get(INSTANCE_TYPE_LABELS[0]) for n in snapshot.nodes if n.ready}
         return plan_group(
-            self._aged(group),
-            self.kube.nodes(),
-            self.kube.pods(),
-            self.kube.budgets(),
+            group,
+            snapshot,
             settings=self._selection(group),
             now=datetime.now(UTC),
+            sizes=self.aws.instance_sizes([t for t in group.instance_types if t not in reported]),
+            surge=self.settings.surge,
         )
 
     def run(self, plan: GroupPlan) -> Summary:
@@ -215,9 +230,16 @@ class GroupRollout:
             f"(desired {plan.group.desired} -> {plan.max_size_needed})"
         )
         self.emit(Event(name, "plan", message, {"evictions": len(plan.evictions), "surge": plan.surge}))
+        for warning in plan.warnings:
+            message = f"{warning.subject}: {warning.cause} -> {warning.remedy}"
+            self.emit(Event(name, "audit", message, {"warning": warning.check}))
+        if plan.estimate is not None:
+            estimate = plan.estimate
+            message = f"estimated {estimate.seconds:.0f} s; critical path: {estimate.critical_path}"
+            self.emit(Event(name, "plan", message, {"estimate_seconds": round(estimate.seconds, 1)}))
         for blocker in plan.blockers:
             message = f"{blocker.subject}: {blocker.cause} -> {blocker.remedy}"
-            self.emit(Event(name, "preflight", message, {"blocker": blocker.subject}))
+            self.emit(Event(name, "preflight", message, {"blocker": blocker.subject, "check": blocker.check}))
 
     # ----- the rollout, in order ---------------------------------------------------------------
 
@@ -296,14 +318,10 @@ class GroupRollout:
         return self.aws.with_details(group)
 
     def _next_wave(self, name: str, original: Capacity) -> list[str]:
-        old = self._outdated(name)
-        fenced = {n.instance_id for n in self.kube.nodes() if any(t.key == RETIRING_TAINT for t in n.taints)}
-        ordered = sorted(old, key=lambda instance: (instance not in fenced, instance))
-        surge = self.settings.surge
-        if surge is None:
-            return ordered
-        size = math.ceil(int(surge[:-1]) * original.desired / 100) if isinstance(surge, str) else surge
-        return ordered[: max(size, 1)]
+        fenced = {
+            n.instance_id or "" for n in self.kube.nodes() if any(t.key == RETIRING_TAINT for t in n.taints)
+        }
+        return next(iter(waves(self._outdated(name), fenced, self.settings.surge, original.desired)), [])
 
     def _surge(self, name: str, original: Capacity, wave: int) -> None:
         group = self.aws.groups([name])[0]
@@ -411,8 +429,10 @@ class GroupRollout:
                 due = not pod.deleting and now - tried.get(pod.uid, 0.0) >= RETRY_SECONDS
                 if due and not self._evict(name, pod, blocked_since, summary):
                     tried[pod.uid] = now
+            # Only refused pods still waiting count: a pod evicted since is terminating, not retried.
             retry_at = min(
-                (tried[p.uid] + RETRY_SECONDS for p in pods if p.uid in tried), default=now + WAKE_SECONDS
+                (tried[p.uid] + RETRY_SECONDS for p in pods if p.uid in tried and not p.deleting),
+                default=now + WAKE_SECONDS,
             )
             _wait(changes, min(WAKE_SECONDS, retry_at - time.monotonic(), deadline - time.monotonic()))
         for budget, since in blocked_since.items():

@@ -8,8 +8,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from nodeswap.model import Budget, Group, Instance, LaunchSpec, Node, Owner, Pod
-from nodeswap.plan import Action, Settings, decide, outdated, plan_group, selects
+from nodeswap.audit import selects
+from nodeswap.model import Budget, Group, Instance, LaunchSpec, Node, Owner, Pod, Snapshot
+from nodeswap.plan import Action, Settings, decide, outdated, plan_group
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 V1 = LaunchSpec("lt-1", "workers", "1")
@@ -135,23 +136,21 @@ def plan(
     g: Group | None = None,
 ) -> list[tuple[str, str]]:
     g = g or group(instance("i-old", V1), instance("i-new", V2))
-    result = plan_group(
-        g,
-        nodes if nodes is not None else [node("i-old"), node("i-new")],
-        pods or [],
-        budgets or [],
-        settings=settings or Settings(),
-        now=NOW,
+    snapshot = Snapshot(
+        tuple(nodes if nodes is not None else [node("i-old"), node("i-new")]),
+        tuple(pods or []),
+        tuple(budgets or []),
     )
+    result = plan_group(g, snapshot, settings=settings or Settings(), now=NOW)
     return [(b.subject, b.remedy) for b in result.blockers]
 
 
 def test_a_healthy_plan_has_no_blockers() -> None:
     result = plan_group(
         group(instance("i-old", V1), instance("i-new", V2)),
-        [node("i-old"), node("i-new")],
-        [pod("a", "i-old"), pod("b", "i-new")],
-        [budget("web", 3, 2)],
+        Snapshot(
+            (node("i-old"), node("i-new")), (pod("a", "i-old"), pod("b", "i-new")), (budget("web", 3, 2),)
+        ),
         settings=Settings(),
         now=NOW,
     )
@@ -211,9 +210,7 @@ def test_nodes_are_matched_by_provider_id_not_name() -> None:
     renamed = Node("custom-hostname", "aws:///us-east-1a/i-old", True)
     result = plan_group(
         group(instance("i-old", V1)),
-        [renamed],
-        [replace(pod("a", "x"), node="custom-hostname")],
-        [],
+        Snapshot((renamed,), (replace(pod("a", "x"), node="custom-hostname"),)),
         settings=Settings(),
         now=NOW,
     )

@@ -13,6 +13,7 @@ from typer.core import TyperGroup
 
 from nodeswap import __version__
 from nodeswap.cli.demo import demo
+from nodeswap.cli.plan import plan
 from nodeswap.cli.replace import replace
 from nodeswap.cli.sandbox import sandbox_app
 from nodeswap.errors import NodeswapError
@@ -48,6 +49,7 @@ app = typer.Typer(
     help="Replace the Kubernetes worker nodes behind an AWS Auto Scaling group without downtime.",
 )
 app.add_typer(sandbox_app, name="sandbox")
+app.command()(plan)
 app.command()(replace)
 app.command()(demo)
 

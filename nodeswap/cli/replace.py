@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -10,7 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from nodeswap.aws import Aws
-from nodeswap.cli.output import Renderer
+from nodeswap.cli.output import Format, Renderer
 from nodeswap.config import ReplaceConfig, load_config
 from nodeswap.errors import UsageError
 from nodeswap.kube import Kube
@@ -89,7 +90,39 @@ def replace(  # noqa: PLR0917 - a Typer command: its parameters are the command 
     output: Annotated[str, typer.Option(help="text or json (one event per line).")] = "text",
 ) -> None:
     """Replace the outdated worker nodes of Auto Scaling groups without dropping any PodDisruptionBudget."""
-    file = load_config(config) if config else ReplaceConfig()
+    prepared = prepare(ctx)
+
+    def confirm(plans: list[GroupPlan]) -> bool:
+        return yes or typer.confirm(
+            f"replace {sum(len(p.outdated) for p in plans)} instances?", default=False
+        )
+
+    renderer = Renderer(prepared.output)
+    summaries = replace_groups(
+        prepared.aws, prepared.kube, prepared.groups, prepared.settings_for, renderer.event, confirm=confirm
+    )
+    renderer.summary([s.as_dict() for s in summaries])
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A command line made into clients, groups and settings; every check on the input is done."""
+
+    aws: Aws
+    kube: Kube
+    groups: list[Group]
+    settings: dict[str, RolloutSettings]  # per group named in --config
+    default: RolloutSettings
+    output: Format
+
+    def settings_for(self, group: str) -> RolloutSettings:
+        return self.settings.get(group, self.default)
+
+
+def prepare(ctx: typer.Context) -> Prepared:
+    """The options of `replace` (and `plan`, which takes the same), merged with --config and checked,
+    and the groups they name. Reads only."""
+    file = load_config(ctx.params["config"]) if ctx.params["config"] else ReplaceConfig()
     # Flags given on the command line (or by environment) win over the file; the file over defaults.
     given = {
         name for name in ctx.params if getattr(ctx.get_parameter_source(name), "name", "DEFAULT") != "DEFAULT"
@@ -108,11 +141,11 @@ def replace(  # noqa: PLR0917 - a Typer command: its parameters are the command 
         raise UsageError(
             f"--asg-tag: {top['asg_tag']!r} is not KEY=VALUE", "write it like --asg-tag role=workers"
         )
+    dry_run = bool(ctx.params.get("dry_run"))
     groups_settings = {
         name: _settings({**ctx.params, **file.for_group(name), **flags}, dry_run) for name in file.groups
     }
     default_settings = _settings(top, dry_run)
-    renderer = Renderer(top["output"])
     aws = Aws(region=top["region"], profile=top["profile"])
     kube = Kube(kubeconfig=top["kubeconfig"], context=top["context"])
     for image in {settings.plan.image for settings in [default_settings, *groups_settings.values()]} - {None}:
@@ -122,19 +155,7 @@ def replace(  # noqa: PLR0917 - a Typer command: its parameters are the command 
     else:
         groups = aws.groups_by_tag(*str(top["asg_tag"]).split("=", 1))
     _check_in_cluster(groups, kube)
-
-    def confirm(plans: list[GroupPlan]) -> bool:
-        return yes or typer.confirm(f"replace {sum(p.surge for p in plans)} instances?", default=False)
-
-    summaries = replace_groups(
-        aws,
-        kube,
-        groups,
-        lambda name: groups_settings.get(name, default_settings),
-        renderer.event,
-        confirm=confirm,
-    )
-    renderer.summary([s.as_dict() for s in summaries])
+    return Prepared(aws, kube, groups, groups_settings, default_settings, top["output"])
 
 
 def _settings(options: dict[str, Any], dry_run: bool) -> RolloutSettings:

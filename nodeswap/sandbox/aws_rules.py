@@ -166,6 +166,9 @@ class AutoScalingRules:
         )
         instance = reservation.instances[0]
         instance.autoscaling_group = group
+        # EC2's LaunchTime is on the world's clock, as the Kubernetes side's timestamps are (moto stamps
+        # real time, which a fast-forwarded sandbox has left behind).
+        instance.launch_time = self.scheduler.clock.wall().replace(tzinfo=None)
         _set_ec2_state(instance, _EC2_PENDING)
         state = InstanceState(
             instance,

@@ -14,11 +14,12 @@ ties go to the first node by name where kube-scheduler picks at random.
 from __future__ import annotations
 
 import math
-import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
+from nodeswap import placement
+from nodeswap.placement import quantity, required_node_affinity, selects_node, tolerates
 from nodeswap.sandbox.kube.selectors import label_selector_matcher
 
 Object = dict[str, Any]
@@ -31,36 +32,6 @@ DEFAULT_SPREAD = ((HOSTNAME, 3), (ZONE, 5))
 MAX_NODE_SCORE = 100
 SPREAD_WEIGHT = 2  # the plugin's weight in the default profile; NodeResourcesFit's is 1
 UNSCHEDULABLE_TAINT = {"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"}
-
-_QUANTITY = re.compile(r"^([+-]?[0-9.]+(?:[eE][+-]?[0-9]+)?)([a-zA-Z]*)$")
-_SUFFIX = {
-    "": 1.0, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18,
-    "Ki": 2.0**10, "Mi": 2.0**20, "Gi": 2.0**30, "Ti": 2.0**40, "Pi": 2.0**50, "Ei": 2.0**60,
-}  # fmt: skip
-
-
-def quantity(text: str | int | float) -> float:
-    """A resource.Quantity ("250m", "1.5", "512Mi", "1e9") as a number of base units."""
-    if isinstance(text, int | float):
-        return float(text)
-    match = _QUANTITY.match(text.strip())
-    if not match or match.group(2) not in _SUFFIX:
-        raise ValueError(f"quantities must match the regular expression '{_QUANTITY.pattern}': {text!r}")
-    return float(match.group(1)) * _SUFFIX[match.group(2)]
-
-
-def tolerates(tolerations: list[Object], taint: Object) -> bool:
-    for toleration in tolerations:
-        if toleration.get("effect") and toleration["effect"] != taint.get("effect"):
-            continue
-        if toleration.get("operator") == "Exists":
-            if not toleration.get("key") or toleration["key"] == taint.get("key"):
-                return True
-        elif toleration.get("key") == taint.get("key") and toleration.get("value", "") == taint.get(
-            "value", ""
-        ):
-            return True
-    return False
 
 
 def no_execute_grace(tolerations: list[Object], taints: list[Object]) -> float | None:
@@ -89,73 +60,21 @@ def untolerated(pod_spec: Object, node: Object, effects: tuple[str, ...]) -> lis
     return [t for t in taints_of(node) if t.get("effect") in effects and not tolerates(tolerations, t)]
 
 
-def _expression_matches(expression: Object, values: dict[str, str]) -> bool:
-    key, operator, wanted = (
-        str(expression.get("key")),
-        expression.get("operator"),
-        expression.get("values") or [],
-    )
-    present = key in values
-    if operator == "In":
-        return present and values[key] in wanted
-    if operator == "NotIn":
-        return not present or values[key] not in wanted
-    if operator == "Exists":
-        return present
-    if operator == "DoesNotExist":
-        return not present
-    if operator in ("Gt", "Lt") and present and wanted:
-        try:
-            actual, bound = int(values[key]), int(wanted[0])
-        except ValueError:
-            return False
-        return actual > bound if operator == "Gt" else actual < bound
-    return False
-
-
 def matches_node(pod_spec: Object, node: Object) -> bool:
-    """nodeSelector and required node affinity (terms are ORed, expressions within a term ANDed)."""
-    labels = node["metadata"].get("labels") or {}
-    for key, value in (pod_spec.get("nodeSelector") or {}).items():
-        if labels.get(key) != value:
-            return False
-    required = (
-        (pod_spec.get("affinity") or {})
-        .get("nodeAffinity", {})
-        .get("requiredDuringSchedulingIgnoredDuringExecution")
+    """nodeSelector and required node affinity."""
+    meta = node["metadata"]
+    return selects_node(
+        pod_spec.get("nodeSelector") or {},
+        required_node_affinity(pod_spec),
+        meta.get("labels") or {},
+        meta["name"],
     )
-    if not required:
-        return True
-    fields = {"metadata.name": node["metadata"]["name"]}
-    for term in required.get("nodeSelectorTerms") or []:
-        expressions = term.get("matchExpressions") or []
-        field_expressions = term.get("matchFields") or []
-        if not expressions and not field_expressions:
-            continue
-        if all(_expression_matches(e, labels) for e in expressions) and all(
-            _expression_matches(e, fields) for e in field_expressions
-        ):
-            return True
-    return False
 
 
 def requests(pod_spec: Object, *, non_zero: bool = False) -> tuple[float, float]:
-    """(CPU cores, memory bytes) the pod requests: the sum over containers, or the largest init container.
-
-    ``non_zero`` counts a request a container leaves out as NON_ZERO_REQUESTS, as scoring does."""
-    defaults = NON_ZERO_REQUESTS if non_zero else {"cpu": 0, "memory": 0}
-
-    def total(containers: list[Object]) -> tuple[float, float]:
-        asked = [(c.get("resources") or {}).get("requests") or {} for c in containers]
-        cpu = sum(quantity(r.get("cpu", defaults["cpu"])) for r in asked)
-        memory = sum(quantity(r.get("memory", defaults["memory"])) for r in asked)
-        return cpu, memory
-
-    cpu, memory = total(pod_spec.get("containers") or [])
-    for init in pod_spec.get("initContainers") or []:
-        init_cpu, init_memory = total([init])
-        cpu, memory = max(cpu, init_cpu), max(memory, init_memory)
-    return cpu, memory
+    """(CPU cores, memory bytes) the pod requests; ``non_zero`` counts a request a container leaves out
+    as NON_ZERO_REQUESTS, as scoring does."""
+    return placement.requests(pod_spec, NON_ZERO_REQUESTS if non_zero else None)
 
 
 def allocatable(node: Object) -> tuple[float, float, int]:
