@@ -28,6 +28,7 @@ TRANSIENT_TAINTS = ("node.kubernetes.io/", "nodeswap.io/", "ToBeDeletedByCluster
 # When nothing can be measured: EC2 boot plus kubelet registration on a typical EKS AMI, and a pod's
 # image pull and start before its readiness probe begins.
 ASSUMED_JOIN_SECONDS = 120.0
+BATCH_KINDS = ("Job ", "CronJob ")
 ASSUMED_POD_START_SECONDS = 10.0
 
 
@@ -306,7 +307,8 @@ def audit(moving: Sequence[Pod], index: Index) -> list[Finding]:
     by_workload: dict[str, list[Pod]] = defaultdict(list)
     for pod in moving:
         workload = index.workload(pod)
-        if workload is not None:
+        # Batch pods serve no traffic: readiness, budgets and preStop delays are not their concern.
+        if workload is not None and not workload.startswith(BATCH_KINDS):
             by_workload[workload].append(pod)
     for workload, pods in sorted(by_workload.items()):
         findings += _workload_findings(workload, pods, index)
@@ -324,7 +326,7 @@ def _workload_findings(workload: str, pods: list[Pod], index: Index) -> list[Fin
                 "add a readinessProbe to the serving container",
             )
         )
-    if len(index.pods_of(workload)) == 1 and pods[0].owner is not None and pods[0].owner.kind != "Job":
+    if len(index.pods_of(workload)) == 1:
         findings.append(
             Finding(
                 "single-replica",

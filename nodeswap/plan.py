@@ -193,14 +193,15 @@ def plan_group(
         for d in decisions
         if d.action is Action.EVICT and not d.pod.deleting and d.pod.phase not in _DONE
     ]
-    blockers += _budget_blockers(moving, index)
+    blockers += _budget_blockers(moving, index, replacing=bool(old))
     fenced = {i for i, n in old_nodes.items() if n.unschedulable}
     order = waves(reasons, fenced, surge, group.desired)
     blockers += _group_blockers(
         group, old, old_nodes, by_instance, settings, surge=max(map(len, order), default=0)
     )
     node_of = {i: n.name for i, n in old_nodes.items()}
-    moving_by_wave = [[p for p in moving if p.node in {node_of.get(i) for i in wave}] for wave in order]
+    wave_nodes = [{node_of.get(i) for i in wave} for wave in order]
+    moving_by_wave = [[p for p in moving if p.node in nodes] for nodes in wave_nodes]
     group_nodes = {i.id: by_instance[i.id] for i in group.instances if i.id in by_instance}
     staying = [n for n in snapshot.nodes if n.name not in names and n.ready and not n.unschedulable]
     the_fit, misfits = fit(
@@ -245,7 +246,7 @@ def _remedy(reason: str) -> str:
     return reason[start + 1 : -1] if start >= 0 else "change the pod"
 
 
-def _budget_blockers(moving: list[Pod], index: Index) -> list[Blocker]:
+def _budget_blockers(moving: list[Pod], index: Index, *, replacing: bool) -> list[Blocker]:
     blockers = []
     stuck: set[str] = set()
     for pod in moving:
@@ -276,6 +277,8 @@ def _budget_blockers(moving: list[Pod], index: Index) -> list[Blocker]:
                         scope="workload",
                     )
                 )
+    if not replacing:
+        return blockers  # nothing to replace: a stray budget elsewhere does not matter yet
     selected = {b.key for pod in index.snapshot.pods for b in index.budgets(pod)}
     blockers += [
         Blocker(

@@ -237,7 +237,7 @@ class GroupRollout:
             estimate = plan.estimate
             message = f"estimated {estimate.seconds:.0f} s; critical path: {estimate.critical_path}"
             self.emit(Event(name, "plan", message, {"estimate_seconds": round(estimate.seconds, 1)}))
-        for blocker in plan.blockers:
+        for _, blocker in refusals([plan]):
             message = f"{blocker.subject}: {blocker.cause} -> {blocker.remedy}"
             self.emit(Event(name, "preflight", message, {"blocker": blocker.subject, "check": blocker.check}))
 

@@ -290,3 +290,16 @@ def test_surge_waves_need_only_one_waves_headroom() -> None:
     assert waved.blockers == ()
     assert waved.surge == 1
     assert len(waved.waves) == 4
+
+
+def test_batch_pods_are_not_audited() -> None:
+    job = pod("j", "n1", app="report", kind="Job", readiness_probe=False, pre_stop=False)
+    assert findings([job]) == set()
+
+
+def test_nothing_to_replace_means_nothing_blocks() -> None:
+    g = group(instance("i-n1", launch=V2))
+    snapshot = Snapshot(
+        (node("n1", provider_id="aws:///us-east-1a/i-n1"),), (pod("a", "n1"),), (budget("gone", 0, 0),)
+    )
+    assert plan_group(g, snapshot, settings=Settings(), now=T0).blockers == ()

@@ -21,6 +21,7 @@ from nodeswap.rollout import plan_groups, refusals
 # `plan` takes replace's options, so the same command line can be planned, then run; these two only
 # concern running it.
 _RUN_ONLY = ("yes", "dry_run")
+INSTANCE_ROWS = 20  # a large group's instances are listed in the JSON; the text stays scannable
 
 
 def plan(ctx: typer.Context, **options: Any) -> None:
@@ -136,7 +137,10 @@ def _instances(console: Console, group: dict[str, Any]) -> None:
     for column in columns:
         table.add_column(column, overflow="fold")
     wave_of = {i: n + 1 for n, wave in enumerate(group["waves"]) for i in wave}
-    for row in sorted(rows, key=lambda row: (wave_of.get(row["instance"], 0), row["instance"])):
+    ordered = sorted(rows, key=lambda row: (wave_of.get(row["instance"], 0), row["instance"]))
+    if len(ordered) > INSTANCE_ROWS:
+        table.caption = f"... and {len(ordered) - INSTANCE_ROWS} more (--output json lists every one)"
+    for row in ordered[:INSTANCE_ROWS]:
         age = row["age_seconds"]
         cells = [
             str(wave_of.get(row["instance"], "")),
