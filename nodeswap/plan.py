@@ -52,6 +52,7 @@ class PodDecision:
     action: Action
     reason: str = ""
     check: str = ""  # for a blocked pod, the blocker's stable identifier
+    remedy: str = ""  # for a blocked pod, how to unblock it
 
 
 @dataclass(frozen=True)
@@ -120,14 +121,18 @@ def _days(age: timedelta) -> str:
 
 
 def decide(pod: Pod, settings: Settings) -> PodDecision:
-    """What draining does with one pod; a blocked pod's reason names the flag or change that unblocks it."""
+    """What draining does with one pod; a blocked pod also says the flag or change that unblocks it."""
     if pod.mirror:
         return PodDecision(pod, Action.SKIP, "mirror pod: the kubelet manages it")
     if pod.owner is not None and pod.owner.kind == "DaemonSet":
         if settings.ignore_daemonsets:
             return PodDecision(pod, Action.SKIP, "DaemonSet-managed: goes with its node")
         return PodDecision(
-            pod, Action.BLOCK, "DaemonSet-managed Pods (use --ignore-daemonsets to ignore)", "daemonset"
+            pod,
+            Action.BLOCK,
+            "managed by a DaemonSet: evicted, its controller puts it straight back",
+            "daemonset",
+            "pass --ignore-daemonsets to leave it with its node",
         )
     if pod.phase in ("Succeeded", "Failed") or pod.deleting:
         return PodDecision(pod, Action.EVICT, "finished or already terminating")
@@ -136,16 +141,25 @@ def decide(pod: Pod, settings: Settings) -> PodDecision:
             return PodDecision(
                 pod,
                 Action.BLOCK,
-                f"annotated {key}={value} (remove the annotation to allow it)",
+                f"annotated {key}={value}: its owner asked that it not be disrupted",
                 "do-not-disrupt",
+                "remove the annotation once the pod may move",
             )
     if pod.owner is None and not settings.force:
         return PodDecision(
-            pod, Action.BLOCK, "Pods declare no controller (use --force to override)", "no-controller"
+            pod,
+            Action.BLOCK,
+            "declares no controller: once evicted, nothing recreates it",
+            "no-controller",
+            "run it under a Deployment or StatefulSet, or use --force to delete it anyway",
         )
     if pod.empty_dir and not settings.delete_emptydir_data:
         return PodDecision(
-            pod, Action.BLOCK, "Pods with local storage (use --delete-emptydir-data to override)", "emptydir"
+            pod,
+            Action.BLOCK,
+            "uses an emptyDir volume: its data is lost when it is evicted",
+            "emptydir",
+            "use --delete-emptydir-data if that data can be lost",
         )
     return PodDecision(pod, Action.EVICT)
 
@@ -184,7 +198,7 @@ def plan_group(
     names = {node.name for node in old_nodes.values()}
     decisions = tuple(decide(pod, settings) for pod in snapshot.pods if pod.node in names)
     blockers = [
-        Blocker(d.check, f"pod {d.pod.key}", d.reason, _remedy(d.reason), scope="workload")
+        Blocker(d.check, f"pod {d.pod.key}", d.reason, d.remedy, scope="workload")
         for d in decisions
         if d.action is Action.BLOCK
     ]
@@ -239,11 +253,6 @@ def _daemonsets(decisions: Sequence[PodDecision]) -> Resources:
         if decision.action is Action.SKIP and pod.owner is not None and pod.owner.kind == "DaemonSet":
             per_node[pod.node] = per_node.get(pod.node, Resources()) + pod.requests
     return max(per_node.values(), key=lambda r: (r.cpu, r.memory), default=Resources())
-
-
-def _remedy(reason: str) -> str:
-    start = reason.find("(")
-    return reason[start + 1 : -1] if start >= 0 else "change the pod"
 
 
 def _budget_blockers(moving: list[Pod], index: Index, *, replacing: bool) -> list[Blocker]:

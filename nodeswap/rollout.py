@@ -410,11 +410,11 @@ class GroupRollout:
             pods = [p for i in active for p in staying[i]]
             if not pods:
                 continue
-            stuck = [p for p in pods if decide(p, self.settings.plan).action is Action.BLOCK]
+            stuck = [d for d in (decide(p, self.settings.plan) for p in pods) if d.action is Action.BLOCK]
             if stuck:
                 raise OperationError(
                     "pods that cannot be evicted are on nodes being retired: "
-                    + "; ".join(f"{p.key}: {decide(p, self.settings.plan).reason}" for p in stuck),
+                    + "; ".join(f"{d.pod.key}: {d.reason} ({d.remedy})" for d in stuck),
                     "deal with those pods (or pass the flag named), then re-run the same command to continue",
                 )
             if time.monotonic() > deadline:

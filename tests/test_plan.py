@@ -87,7 +87,8 @@ def test_instances_leaving_the_group_are_not_replaced_again() -> None:
 def test_pod_decisions(pod_fields: dict[str, object], settings: Settings, action: Action, says: str) -> None:
     decision = decide(replace(pod("p", "i-old"), **pod_fields), settings)
     assert decision.action is action
-    assert says in decision.reason
+    assert says in decision.reason + decision.remedy
+    assert (decision.action is Action.BLOCK) == bool(decision.remedy)  # every blocked pod says how to unblock
 
 
 @pytest.mark.parametrize(
@@ -179,8 +180,8 @@ def test_pod_selected_by_two_budgets_blocks() -> None:
 def test_blocked_pods_name_the_flag() -> None:
     blockers = plan(pods=[pod("bare", "i-old", owner=None), pod("tmp", "i-old", empty_dir=True)])
     assert blockers == [
-        ("pod default/bare", "use --force to override"),
-        ("pod default/tmp", "use --delete-emptydir-data to override"),
+        ("pod default/bare", "run it under a Deployment or StatefulSet, or use --force to delete it anyway"),
+        ("pod default/tmp", "use --delete-emptydir-data if that data can be lost"),
     ]
 
 

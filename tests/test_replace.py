@@ -197,7 +197,7 @@ def test_group_with_no_nodes_in_the_cluster(world: SandboxClient, cli: Cli, tmp_
                     ),
                 ),
             ),
-            "use --force to override",
+            "use --force to delete it anyway",
         ),
         (
             lambda w: client.PolicyV1Api(w.kube()).create_namespaced_pod_disruption_budget(
@@ -548,5 +548,5 @@ def test_a_pod_that_cannot_be_evicted_keeps_its_node(world: SandboxClient, cli: 
     result = cli("replace", "--asg", "workers", "--ami", cli.new_image(), "--yes")
     assert result.returncode == 3, result.stdout + result.stderr
     assert "pod default/scratch" in result.stderr
-    assert "use --force to override" in result.stderr
+    assert "use --force to delete it anyway" in result.stderr
     assert not [r for r in ours(world) if r["operation"] == "TerminateInstanceInAutoScalingGroup"]
