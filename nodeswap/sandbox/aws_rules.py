@@ -2,8 +2,9 @@
 
 moto stores Auto Scaling groups and lifecycle hooks but gives them little behaviour: instances go
 straight to InService in the first subnet, hooks have no effect, suspended processes are ignored and
-every instance reports the template's current default version. nodeswap depends on each of these,
-so the sandbox replaces them with the rules below. Each rule cites the AWS documentation it follows:
+every instance reports the template's current default version, instances join target groups before
+they run and leave them without draining. nodeswap depends on each of these, so the sandbox replaces
+them with the rules below. Each rule cites the AWS documentation it follows:
 
 [HOOKS]     https://docs.aws.amazon.com/autoscaling/ec2/userguide/lifecycle-hooks.html
 [ADDHOOK]   https://docs.aws.amazon.com/autoscaling/ec2/userguide/adding-lifecycle-hooks.html
@@ -15,6 +16,9 @@ so the sandbox replaces them with the rules below. Each rule cites the AWS docum
 [SUSPEND]   https://docs.aws.amazon.com/autoscaling/ec2/userguide/understand-how-suspending-processes-affects-other-processes.html
 [HEALTH]    https://docs.aws.amazon.com/autoscaling/ec2/userguide/ec2-auto-scaling-health-checks.html
 [TERMAPI]   https://docs.aws.amazon.com/autoscaling/ec2/APIReference/API_TerminateInstanceInAutoScalingGroup.html
+[HOOKFLOW]  https://docs.aws.amazon.com/autoscaling/ec2/userguide/lifecycle-hooks-overview.html
+[DRAIN]     https://docs.aws.amazon.com/elasticloadbalancing/latest/application/edit-target-group-attributes.html#deregistration-delay
+[TGATTR]    https://docs.aws.amazon.com/elasticloadbalancing/latest/APIReference/API_TargetGroupAttribute.html
 
 The rules run under the sandbox's lock: every API request and every timer holds it.
 """
@@ -24,6 +28,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from moto.autoscaling import models as asg_models
@@ -38,6 +43,8 @@ from moto.autoscaling.models import (
 )
 from moto.core.responses import ActionResult, EmptyResult
 from moto.ec2.models.instances import Instance
+from moto.elbv2 import exceptions as elbv2_exceptions
+from moto.elbv2.models import ELBv2Backend, FakeTargetGroup
 
 from nodeswap.sandbox.clock import Scheduler, Timer
 from nodeswap.sandbox.scenario import Timing
@@ -48,6 +55,8 @@ TERMINATING = "autoscaling:EC2_INSTANCE_TERMINATING"
 CAPACITY_STATES = frozenset({"Pending", "Pending:Wait", "Pending:Proceed", "InService"})
 HEARTBEAT_RANGE = (30, 7200)  # [ADDHOOK] "The range is from 30 to 7200 seconds."
 GLOBAL_TIMEOUT_CAP = 48 * 3600  # [HOOKS] "48 hours or 100 times the heartbeat timeout, whichever is smaller"
+DEREGISTRATION_DELAY = "deregistration_delay.timeout_seconds"
+DEREGISTRATION_DELAY_RANGE = (0, 3600)  # [TGATTR] "The range is 0-3600 seconds."
 
 _EC2_PENDING = ("pending", 0)
 _EC2_RUNNING = ("running", 16)
@@ -251,9 +260,10 @@ class AutoScalingRules:
         return TerminateInstanceActivity(state.instance, original)
 
     def begin_termination(self, state: InstanceState) -> None:
-        """[HOOKS] an instance terminated by Auto Scaling waits in Terminating:Wait while the
-        group's termination hooks are pending; without hooks it shuts down at once."""
-        group = state.auto_scaling_group
+        """[HOOKFLOW] "the terminating instance is first deregistered from the load balancer" and
+        "waits for existing connections to drain before completing the deregistration process": it
+        stays Terminating while its target groups drain it. Then [HOOKS] it waits in Terminating:Wait
+        while the group's termination hooks are pending; without hooks it shuts down."""
         # An instance leaving while its launch hooks are pending is not launched anymore: its launch
         # actions end here (their timeouts must not bring it InService), and completing one is the
         # "No active Lifecycle Action" error of any action that is not pending. [HOOKS] [COMPLETE]
@@ -262,9 +272,49 @@ class AutoScalingRules:
             if action.hook.lifecycle_transition == LAUNCHING:
                 action.timer.cancel()
                 del tracked.actions[name]
-        if not self._start_actions(group, state, TERMINATING, "Terminating:Wait"):
-            state.lifecycle_state = "Terminating"
+        state.lifecycle_state = "Terminating"
+        delay = self._deregister(state)
+        if delay > 0:
+            self.scheduler.call_later(delay, lambda: self._drained(state))
+        else:
+            self._drained(state)
+
+    def _deregister(self, state: InstanceState) -> float:
+        """[DRAIN] "The initial state of a deregistering target is draining. After the deregistration
+        delay elapses, the deregistration process completes and the state of the target is unused. If
+        the target is part of an Auto Scaling group, it can be terminated and replaced." Each target
+        group drains the instance for its delay attribute as it is now (ModifyTargetGroupAttributes
+        counts); returns the longest, 0 without target groups. ELB cuts the wait short for a target
+        without connections; the sandbox counts none, so it waits the full delay, AWS's longest."""
+        delays = [0.0]
+        for target_group in _target_groups(state.auto_scaling_group):
+            target = target_group.targets.pop(state.instance.id, None)
+            if target is None:
+                continue  # never registered (it did not reach InService): nothing to drain
+            # moto reports the targets it keeps here as draining (Target.DeregistrationInProgress).
+            target_group.terminated_targets[state.instance.id] = target
+            # moto keeps its default as an int and values set through the API as strings.
+            delay = float(str(target_group.attributes[DEREGISTRATION_DELAY]))
+            self.scheduler.call_later(delay, partial(_drained_target, target_group, state.instance.id))
+            delays.append(delay)
+        return max(delays)
+
+    def _drained(self, state: InstanceState) -> None:
+        if state.instance.id not in self.tracked:
+            return  # terminated through EC2 while draining: gone already
+        if not self._start_actions(state.auto_scaling_group, state, TERMINATING, "Terminating:Wait"):
             self._shut_down(state)
+
+    def register_in_service(self, group: FakeAutoScalingGroup) -> None:
+        """[HOOKFLOW] "before the instance reaches the InService state, if the Auto Scaling group is
+        associated with an Elastic Load Balancing load balancer, the instance is registered with the
+        load balancer": instances join the group's target groups as they come InService (moto
+        registers every instance, still pending ones too, which ELB refuses as not running)."""
+        in_service = [
+            {"Id": s.instance.id} for s in group.instance_states if s.lifecycle_state == "InService"
+        ]
+        for target_group in _target_groups(group):
+            target_group.register(in_service)
 
     def notify_ec2_terminated(self, backend: AutoScalingBackend, instance_ids: list[str]) -> None:
         """Instances terminated through EC2 TerminateInstances bypass lifecycle hooks; the group
@@ -506,6 +556,18 @@ def _suspended(group: FakeAutoScalingGroup, process: str) -> bool:
     return any(p["ProcessName"] == process for p in group.suspended_processes)
 
 
+def _target_groups(group: FakeAutoScalingGroup) -> list[FakeTargetGroup]:
+    elbv2: ELBv2Backend = group.autoscaling_backend.elbv2_backend
+    return [elbv2.target_groups[arn] for arn in group.target_group_arns if arn in elbv2.target_groups]
+
+
+def _drained_target(target_group: FakeTargetGroup, instance_id: str) -> None:
+    """[DRAIN] the deregistration delay has elapsed: the target is unused (Target.NotRegistered)."""
+    target = target_group.terminated_targets.pop(instance_id, None)
+    if target is not None:
+        target_group.deregistered_targets[instance_id] = target
+
+
 _active: AutoScalingRules | None = None
 
 
@@ -560,6 +622,7 @@ _ORIGINALS: dict[str, Callable[..., Any]] = {
         "resume_processes",
     )
 }
+_MOTO_MODIFY_TARGET_GROUP_ATTRIBUTES: Callable[..., None] = ELBv2Backend.modify_target_group_attributes
 _MOTO_LAUNCH_TEMPLATE: Callable[[InstanceState], dict[str, Any] | None] = InstanceState.launch_template.fget  # type: ignore[attr-defined]
 
 
@@ -631,6 +694,26 @@ def _resume_processes(self: AutoScalingBackend, group_name: str, scaling_process
     _rules().reconcile(_group(self, group_name))
 
 
+def _modify_target_group_attributes(
+    self: ELBv2Backend, target_group_arn: str, attributes: dict[str, Any]
+) -> None:
+    """[TGATTR] the deregistration delay may be 0 to 3600 seconds, both included; moto refuses 3600.
+    The delay is checked here, moto checks the rest (given a delay it accepts) and stores them."""
+    delay = attributes.get(DEREGISTRATION_DELAY)
+    if delay is None:
+        _MOTO_MODIFY_TARGET_GROUP_ATTRIBUTES(self, target_group_arn, attributes)
+        return
+    low, high = DEREGISTRATION_DELAY_RANGE
+    if not str(delay).isdigit() or not low <= int(delay) <= high:
+        raise elbv2_exceptions.ValidationError(
+            f"'{DEREGISTRATION_DELAY}' value '{delay}' must be between '{low}-{high}' inclusive"
+        )
+    _MOTO_MODIFY_TARGET_GROUP_ATTRIBUTES(
+        self, target_group_arn, {**attributes, DEREGISTRATION_DELAY: str(low)}
+    )
+    self.target_groups[target_group_arn].attributes[DEREGISTRATION_DELAY] = delay
+
+
 def _launch_template(self: InstanceState) -> dict[str, Any] | None:
     tracked = _rules().tracked.get(self.instance.id)
     if tracked is not None and tracked.launched_from is not None:
@@ -672,6 +755,10 @@ _PATCHES: dict[tuple[type, str], Any] = {
     (AutoScalingBackend, "notify_terminate_instances"): lambda self, ids: _rules().notify_ec2_terminated(
         self, ids
     ),
+    (AutoScalingBackend, "update_attached_target_groups"): lambda self, group_name: (
+        _rules().register_in_service(_group(self, group_name))
+    ),
+    (ELBv2Backend, "modify_target_group_attributes"): _modify_target_group_attributes,
     (AutoScalingBackend, "set_instance_health"): lambda self, instance_id, health_status: _rules().set_health(
         self, instance_id, health_status
     ),

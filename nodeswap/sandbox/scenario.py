@@ -38,6 +38,9 @@ class LifecycleHookSpec(_Strict):
 class TargetGroupSpec(_Strict):
     name: str = Field(min_length=1, max_length=32)
     port: int = Field(default=80, ge=1, le=65535)
+    # Attribute deregistration_delay.timeout_seconds: how long a deregistering target drains, holding a
+    # terminating instance before its termination hooks; 0-3600, default 300 (TargetGroupAttribute API).
+    deregistration_delay: int = Field(default=300, ge=0, le=3600)
 
 
 class GroupSpec(_Strict):

@@ -94,6 +94,15 @@ def _seed_group(
         target_group_arn = elbv2.create_target_group(
             Name=spec.target_group.name, Protocol="HTTP", Port=spec.target_group.port, VpcId=vpc_id
         )["TargetGroups"][0]["TargetGroupArn"]
+        elbv2.modify_target_group_attributes(
+            TargetGroupArn=target_group_arn,
+            Attributes=[
+                {
+                    "Key": "deregistration_delay.timeout_seconds",
+                    "Value": str(spec.target_group.deregistration_delay),
+                }
+            ],
+        )
     autoscaling.create_auto_scaling_group(
         AutoScalingGroupName=spec.name,
         LaunchTemplate={"LaunchTemplateId": template_id, "Version": spec.launch_template_version},

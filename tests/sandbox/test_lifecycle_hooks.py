@@ -3,7 +3,8 @@
 Termination hooks hold an instance in Terminating:Wait until CompleteLifecycleAction or the heartbeat
 timeout; heartbeats restart the timeout up to the global timeout; completing an action that is not
 pending is a ValidationError; EC2 TerminateInstances bypasses hooks; launch hooks hold new instances in
-Pending:Wait likewise.
+Pending:Wait likewise. An instance behind a target group first drains for the target group's
+deregistration delay, Terminating, with no lifecycle action pending yet.
 """
 
 from __future__ import annotations
@@ -24,8 +25,11 @@ def hook(name: str, transition: str, timeout: int = 300, result: str = "ABANDON"
     return {"name": name, "transition": transition, "heartbeat_timeout": timeout, "default_result": result}
 
 
-def with_hooks(start: Callable[..., SandboxClient], *hooks: dict[str, Any]) -> SandboxClient:
-    return start(groups=[{"name": "workers", "min_size": 1, "lifecycle_hooks": list(hooks)}])
+def with_hooks(
+    start: Callable[..., SandboxClient], *hooks: dict[str, Any], target_group: dict[str, Any] | None = None
+) -> SandboxClient:
+    group = {"name": "workers", "min_size": 1, "lifecycle_hooks": list(hooks), "target_group": target_group}
+    return start(groups=[group])
 
 
 def terminate(sb: SandboxClient, instance_id: str, decrement: bool = True) -> None:
@@ -235,3 +239,107 @@ def test_terminating_an_instance_in_pending_wait_ends_its_launch_action(
     sb.advance(120)  # the launch hook's timeout, had its action survived, would have made it InService
     assert new not in sb.states()
     assert sb.ec2_state(new) == "terminated"
+
+
+# ----- target group draining before the termination hooks -------------------------------------------
+
+DRAIN_HOOK = hook("drain", "terminating", timeout=300, result="CONTINUE")
+
+
+def behind_target_group(
+    start: Callable[..., SandboxClient], delay: int, *hooks: dict[str, Any]
+) -> SandboxClient:
+    return with_hooks(start, *hooks, target_group={"name": "web", "deregistration_delay": delay})
+
+
+def set_delay(sb: SandboxClient, value: str) -> None:
+    sb.client("elbv2").modify_target_group_attributes(
+        TargetGroupArn=sb.group()["TargetGroupARNs"][0],
+        Attributes=[{"Key": "deregistration_delay.timeout_seconds", "Value": value}],
+    )
+
+
+def target_state(sb: SandboxClient, instance_id: str) -> str:
+    health = sb.client("elbv2").describe_target_health(
+        TargetGroupArn=sb.group()["TargetGroupARNs"][0], Targets=[{"Id": instance_id}]
+    )
+    state: str = health["TargetHealthDescriptions"][0]["TargetHealth"]["State"]
+    return state
+
+
+def test_a_target_group_drains_the_instance_before_its_termination_hooks(
+    start_sandbox: Callable[..., SandboxClient],
+) -> None:
+    sb = behind_target_group(start_sandbox, 300, DRAIN_HOOK)
+    victim = next(iter(sb.states()))
+    assert target_state(sb, victim) == "healthy"
+    terminate(sb, victim)
+    assert sb.states()[victim] == "Terminating"
+    assert target_state(sb, victim) == "draining"
+    assert sb.ec2_state(victim) == "running"
+    with pytest.raises(ClientError) as early:
+        complete(sb, victim)
+    error = early.value.response["Error"]
+    assert error["Code"] == "ValidationError"
+    assert error["Message"] == f"No active Lifecycle Action found with instance ID {victim}"
+
+    sb.advance(299)
+    assert sb.states()[victim] == "Terminating"
+    sb.advance(1)  # the deregistration delay has passed: now the hook's action is pending
+    assert sb.states()[victim] == "Terminating:Wait"
+    assert target_state(sb, victim) == "unused"
+    sb.advance(290)  # the heartbeat timeout runs from Terminating:Wait, not from the termination
+    assert sb.states()[victim] == "Terminating:Wait"
+    complete(sb, victim)
+    assert sb.states()[victim] == "Terminating:Proceed"
+
+
+def test_a_deregistration_delay_of_zero_goes_to_terminating_wait_at_once(
+    start_sandbox: Callable[..., SandboxClient],
+) -> None:
+    sb = behind_target_group(start_sandbox, 0, DRAIN_HOOK)
+    victim = next(iter(sb.states()))
+    terminate(sb, victim)
+    assert sb.states()[victim] == "Terminating:Wait"
+    complete(sb, victim)
+    assert sb.states()[victim] == "Terminating:Proceed"
+
+
+def test_the_delay_set_through_the_api_is_honoured(start_sandbox: Callable[..., SandboxClient]) -> None:
+    sb = behind_target_group(start_sandbox, 0, DRAIN_HOOK)
+    set_delay(sb, "45")
+    victim = next(iter(sb.states()))
+    terminate(sb, victim)
+    sb.advance(40)
+    assert sb.states()[victim] == "Terminating"
+    sb.advance(5)
+    assert sb.states()[victim] == "Terminating:Wait"
+
+
+def test_without_hooks_the_instance_shuts_down_once_drained(
+    start_sandbox: Callable[..., SandboxClient],
+) -> None:
+    sb = behind_target_group(start_sandbox, 60)
+    victim = next(iter(sb.states()))
+    terminate(sb, victim)
+    assert sb.states()[victim] == "Terminating"
+    sb.advance(59)
+    assert sb.ec2_state(victim) == "running"
+    sb.advance(1)
+    assert sb.ec2_state(victim) == "shutting-down"
+
+
+@pytest.mark.parametrize(("value", "accepted"), [("0", True), ("3600", True), ("3601", False), ("-1", False)])
+def test_the_deregistration_delay_takes_0_to_3600_seconds(
+    start_sandbox: Callable[..., SandboxClient], value: str, accepted: bool
+) -> None:
+    sb = behind_target_group(start_sandbox, 300)
+    if accepted:
+        set_delay(sb, value)
+    else:
+        with pytest.raises(ClientError, match="must be between '0-3600' inclusive"):
+            set_delay(sb, value)
+    arn = sb.group()["TargetGroupARNs"][0]
+    attributes = sb.client("elbv2").describe_target_group_attributes(TargetGroupArn=arn)["Attributes"]
+    delay = {a["Key"]: a["Value"] for a in attributes}["deregistration_delay.timeout_seconds"]
+    assert delay == (value if accepted else "300")

@@ -47,6 +47,10 @@ def test_an_empty_file_is_the_default(tmp_path: Path) -> None:
             "faults:\n  - error: explode\n",
             "field faults.0.error: Input should be 'throttle', 'internal', 'unavailable' or 'drop'",
         ),
+        (
+            "groups:\n  - target_group: {name: web, deregistration_delay: 3601}\n",
+            "field groups.0.target_group.deregistration_delay: Input should be less than or equal to 3600",
+        ),
         ("groups: [\n", "not valid YAML"),
         ("- just\n- a list\n", "expected a mapping of scenario fields at the top level, got list"),
     ],
