@@ -110,6 +110,7 @@ class Aws:
             max_size=raw["MaxSize"],
             desired=raw["DesiredCapacity"],
             launch=self._group_launch(raw),
+            launch_asked=(template.get("Version") or "$Default") if (template := _template_of(raw)) else None,
             instances=tuple(self._instance(i) for i in raw.get("Instances", [])),
             suspended=frozenset(p["ProcessName"] for p in raw.get("SuspendedProcesses", [])),
             hooks=tuple(
@@ -139,11 +140,7 @@ class Aws:
         return any(a.get("StatusCode") not in _FINISHED for a in activities.get("Activities", []))
 
     def _group_launch(self, raw: dict[str, Any]) -> LaunchSpec:
-        template = raw.get("LaunchTemplate") or (
-            (raw.get("MixedInstancesPolicy") or {})
-            .get("LaunchTemplate", {})
-            .get("LaunchTemplateSpecification")
-        )
+        template = _template_of(raw)
         if template:
             return self._resolved(template)
         return LaunchSpec(configuration=raw.get("LaunchConfigurationName"))
@@ -335,8 +332,8 @@ class Aws:
             raise
         return True
 
-    def bake(self, group: Group, image_id: str) -> LaunchSpec:
-        """A new launch template version with ``image_id``, and the group pointed at it."""
+    def create_version(self, group: Group, image_id: str) -> str:
+        """A new version of the group's launch template, the group's current one with ``image_id``."""
         launch = group.launch
         if launch.template_id is None:
             raise UsageError(
@@ -350,9 +347,20 @@ class Aws:
                 LaunchTemplateData={"ImageId": image_id},
                 VersionDescription=f"{USER_AGENT} --ami {image_id}",
             )["LaunchTemplateVersion"]
-            version = str(created["VersionNumber"])
+        return str(created["VersionNumber"])
+
+    def point_at(self, group: str, template_id: str, version: str) -> None:
+        """Make the group launch ``version`` of its launch template."""
+        with _translated(f"point {group} at launch template {template_id} version {version}"):
             self.autoscaling.update_auto_scaling_group(
-                AutoScalingGroupName=group.name,
-                LaunchTemplate={"LaunchTemplateId": launch.template_id, "Version": version},
+                AutoScalingGroupName=group,
+                LaunchTemplate={"LaunchTemplateId": template_id, "Version": version},
             )
-        return LaunchSpec(launch.template_id, launch.template_name, version)
+
+
+def _template_of(raw: dict[str, Any]) -> dict[str, Any] | None:
+    """A described group's launch template specification, its own or its mixed instances policy's."""
+    template: dict[str, Any] | None = raw.get("LaunchTemplate") or (
+        (raw.get("MixedInstancesPolicy") or {}).get("LaunchTemplate", {}).get("LaunchTemplateSpecification")
+    )
+    return template

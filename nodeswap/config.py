@@ -38,6 +38,8 @@ class GroupOptions(BaseModel):
     no_raise_max: bool | None = None
     surge: str | int | None = None  # checked with the flag's rules when the settings are built
     max_unavailable: int | None = Field(default=None, ge=1)
+    canary: int | None = Field(default=None, ge=1)
+    on_failure: str | None = Field(default=None, pattern=r"^(rollback|keep)$")
 
 
 class ReplaceConfig(GroupOptions):

@@ -5,6 +5,7 @@
     │   └── ScenarioError    a sandbox scenario file that does not parse or validate
     ├── RefusedError         preflight found causes that would stop the rollout; nothing changed (exit 3)
     └── OperationError       the systems refused or failed an operation; state is as reported (exit 1)
+        └── RolledBack       a wave failed and was rolled back: the group is consistent again (exit 4)
 
 Every error carries a remedy: the one thing the reader should do next.
 """
@@ -17,6 +18,8 @@ EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_REFUSED = 3
+EXIT_ROLLED_BACK = 4
+EXIT_INTERRUPTED_ROLLOUT = 5  # `status`: a rollout is interrupted; continue or abort it
 
 
 class NodeswapError(Exception):
@@ -57,3 +60,9 @@ class RefusedError(NodeswapError):
 
 class OperationError(NodeswapError):
     """An operation against AWS, Kubernetes or the sandbox failed."""
+
+
+class RolledBack(OperationError):
+    """A wave failed and was undone: the group is at its recorded capacity and launches what it did."""
+
+    exit_code = EXIT_ROLLED_BACK

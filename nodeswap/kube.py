@@ -7,10 +7,14 @@ are retried here with backoff; other API errors become nodeswap's errors at this
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
+import math
 import queue
 import re
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -37,9 +41,13 @@ T = TypeVar("T")
 
 
 def _transient(exc: BaseException) -> bool:
-    """Worth retrying: the API server shedding load (429 without a budget cause, 5xx) or the network."""
+    """Worth retrying: the API server shedding load (429 without a budget cause, 5xx) or the network.
+    The eviction subresource's refusals for a budget (its 429, and its 500 for a pod under more than one)
+    are answers, not load: they are not retried."""
     if isinstance(exc, ApiException):
-        return exc.status in (429, 500, 502, 503, 504) and "DisruptionBudget" not in (exc.body or "")
+        if exc.status in (429, 500) and _names_budget(exc):
+            return False
+        return exc.status in (429, 500, 502, 503, 504)
     return isinstance(exc, HTTPError | OSError)
 
 
@@ -65,6 +73,17 @@ def _call(what: str, request: Callable[[], T]) -> T:
         ) from exc
 
 
+def _unless(statuses: tuple[int, ...], what: str, request: Callable[[], T]) -> T | None:
+    """``_call``, but None when the API server answers one of ``statuses``: 404 for a thing already
+    gone, 409 for a write another writer got to first. Those are answers, not failures."""
+    try:
+        return _call(what, request)
+    except OperationError as exc:
+        if isinstance(exc.__cause__, ApiException) and exc.__cause__.status in statuses:
+            return None
+        raise
+
+
 RETRY_LATER = "see the message; re-run the same command when fixed"
 
 
@@ -73,16 +92,62 @@ def _refused(what: str, exc: ApiException, remedy: str = RETRY_LATER) -> Operati
 
 
 def _message(exc: ApiException) -> str:
+    """The Status's message; else the body as sent (a proxy's or API Priority and Fairness's plain
+    text); else the HTTP reason."""
+    return str(_status(exc).get("message") or _body(exc).strip() or exc.reason or "")
+
+
+def _body(exc: ApiException) -> str:
+    """The response body as text. The client leaves it bytes for a request made with
+    ``_preload_content=False`` (see ``_items``), and None when no response came with the exception."""
+    body = exc.body
+    if body is None:
+        return ""
+    if isinstance(body, bytes | bytearray):
+        return body.decode("utf-8", errors="replace")
+    return str(body)
+
+
+def _status(exc: ApiException) -> dict[str, Any]:
+    """The body as a Kubernetes Status; {} when it is not JSON or not an object."""
     try:
-        return str(json.loads(exc.body or "{}").get("message", exc.body))
+        parsed = json.loads(_body(exc) or "{}")
     except ValueError:
-        return str(exc.body)
+        return {}
+    return parsed if isinstance(parsed, dict) else {}
+
+
+def _cause(exc: ApiException) -> str:
+    """The Status's causes, joined; else its message."""
+    causes = (_status(exc).get("details") or {}).get("causes") or []
+    return "; ".join(str(c.get("message", "")) for c in causes if isinstance(c, dict)) or _message(exc)
+
+
+# How the eviction subresource (pkg/registry/core/pod/storage/eviction.go) names a budget: its 429 says
+# "Cannot evict pod as it would violate the pod's disruption budget." with a cause of reason
+# "DisruptionBudget"; its 500 says "This pod has more than one PodDisruptionBudget, ...". A throttling
+# 429 (API Priority and Fairness: "Too many requests, please try again later.") names none.
+_NAMES_BUDGET = re.compile(r"disruption budget|DisruptionBudget")
+# The budget in a 429's cause: "The disruption budget web needs 3 healthy pods and has 3 currently", or
+# "The disruption budget web is still being processed by the server."
+_BUDGET_CAUSE = re.compile(r"The disruption budget (\S+) ")
+
+
+def _names_budget(exc: ApiException) -> bool:
+    return _NAMES_BUDGET.search(_body(exc)) is not None
+
+
+def _budget_in(cause: str, namespace: str) -> str | None:
+    """The budget a 429's cause names, as "namespace/name": a PDB selects pods in its own namespace."""
+    found = _BUDGET_CAUSE.search(cause)
+    return f"{namespace}/{found.group(1)}" if found else None
 
 
 class Eviction(Enum):
     EVICTED = "evicted"
     GONE = "gone"  # 404: nothing left to evict
-    BLOCKED = "blocked"  # 429: a budget allows no disruption now (or the server asks to come back)
+    BLOCKED = "blocked"  # 429 naming a PodDisruptionBudget: it allows no disruption now
+    THROTTLED = "throttled"  # the API server (429 without a budget, 5xx) or the network says "later"
     MISCONFIGURED = "misconfigured"  # 500: more than one PDB selects the pod
 
 
@@ -90,6 +155,7 @@ class Eviction(Enum):
 class EvictionResult:
     outcome: Eviction
     message: str = ""
+    budget: str | None = None  # BLOCKED: the budget refusing, "namespace/name", when the cause names it
 
 
 class Kube:
@@ -155,40 +221,41 @@ class Kube:
     # ----- node changes ------------------------------------------------------------------------
 
     def fence(self, node: str, run: str) -> None:
-        """Cordon the node and taint it NoSchedule, so nothing new lands on it. Idempotent; a concurrent
-        change to the node (409) is met by reading it again."""
+        """Cordon the node and taint it NoSchedule (the taint's value: the rollout), so nothing new lands
+        on it. Idempotent."""
+        self._set_fence(node, run)
+
+    def unfence(self, node: str) -> None:
+        """Remove nodeswap's taint and uncordon the node. Idempotent; a node already gone needs none."""
+        self._set_fence(node, None)
+
+    def _set_fence(self, node: str, run: str | None) -> None:
+        """A concurrent change to the node (409) is met by reading it again."""
+        what = f"{'fence' if run else 'un-fence'} {node}"
         for _ in range(5):
-            current = _call(f"read {node}", lambda: self.core.read_node(node))
+            current = _unless((404,), f"read {node}", lambda: self.core.read_node(node))
+            if current is None:
+                return
             taints = [t.to_dict() for t in current.spec.taints or [] if t.key != RETIRING_TAINT]
-            taints.append({"key": RETIRING_TAINT, "value": run, "effect": "NoSchedule"})
+            if run is not None:
+                taints.append({"key": RETIRING_TAINT, "value": run, "effect": "NoSchedule"})
             body = {
                 "metadata": {"resourceVersion": current.metadata.resource_version},
                 "spec": {
-                    "unschedulable": True,
+                    "unschedulable": run is not None,
                     "taints": [{k: v for k, v in t.items() if v is not None} for t in taints],
                 },
             }
-            try:
-                _retrying(self.core.patch_node)(node, body)
+            if _unless((409,), what, functools.partial(self.core.patch_node, node, body)) is not None:
                 return
-            except ApiException as exc:
-                if exc.status != 409:
-                    raise _refused(
-                        f"fence {node}", exc, "see the message; re-run the same command when fixed"
-                    ) from exc
         raise OperationError(
-            f"{node} kept changing while nodeswap tried to fence it", "re-run the same command"
+            f"{node} kept changing while nodeswap tried to {what}", "re-run the same command"
         )
 
     def annotate(self, node: str, annotations: dict[str, str | None]) -> None:
         """Set (or, with None, remove) annotations; a node already gone needs none."""
-        try:
-            _retrying(self.core.patch_node)(node, {"metadata": {"annotations": annotations}})
-        except ApiException as exc:
-            if exc.status != 404:
-                raise _refused(
-                    f"annotate {node}", exc, "see the message; re-run the same command when fixed"
-                ) from exc
+        body = {"metadata": {"annotations": annotations}}
+        _unless((404,), f"annotate {node}", lambda: self.core.patch_node(node, body))
 
     def event(self, node: str, reason: str, message: str) -> None:
         """A Kubernetes Event on the node, so `kubectl describe node` says what nodeswap does to it.
@@ -225,17 +292,20 @@ class Kube:
         except ApiException as exc:
             if exc.status == 404:
                 return EvictionResult(Eviction.GONE)
-            if exc.status == 429:  # a budget, or the API server shedding load: both mean "later"
-                return EvictionResult(Eviction.BLOCKED, _cause(exc))
-            if exc.status == 500 and "PodDisruptionBudget" in (exc.body or ""):
+            if exc.status == 429 and _names_budget(exc):
+                cause = _cause(exc)
+                return EvictionResult(Eviction.BLOCKED, cause, _budget_in(cause, pod.namespace))
+            if exc.status == 500 and _names_budget(exc):
                 return EvictionResult(Eviction.MISCONFIGURED, _message(exc))
-            if _transient(exc):
-                return EvictionResult(Eviction.BLOCKED, f"the API server answered {exc.status}")
+            if _transient(exc):  # the API server shedding load: not a budget, but also "later"
+                return EvictionResult(
+                    Eviction.THROTTLED, f"the API server answered {exc.status}: {_message(exc)}"
+                )
             raise _refused(
                 f"evict {pod.key}", exc, "see the message; re-run the same command when fixed"
             ) from exc
         except (HTTPError, OSError) as exc:
-            return EvictionResult(Eviction.BLOCKED, f"the API server did not answer: {exc}")
+            return EvictionResult(Eviction.THROTTLED, f"the API server did not answer: {exc}")
         return EvictionResult(Eviction.EVICTED)
 
     # ----- watching ----------------------------------------------------------------------------
@@ -263,30 +333,54 @@ class Kube:
     # ----- the lock ----------------------------------------------------------------------------
 
     def lease(self, name: str) -> client.V1Lease | None:
-        try:
-            lease: client.V1Lease = _retrying(self.leases.read_namespaced_lease)(name, LOCK_NAMESPACE)
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise _refused(
-                f"read lease {name}", exc, "check nodeswap may read leases in kube-system"
-            ) from exc
+        lease: client.V1Lease | None = _unless(
+            (404,), f"read lease {name}", lambda: self.leases.read_namespaced_lease(name, LOCK_NAMESPACE)
+        )
         return lease
 
     def write_lease(self, lease: client.V1Lease, create: bool) -> client.V1Lease | None:
         """Create or replace the lease; None when another writer got there first (409)."""
-        try:
-            if create:
-                written: client.V1Lease = self.leases.create_namespaced_lease(LOCK_NAMESPACE, lease)
-            else:
-                written = self.leases.replace_namespaced_lease(lease.metadata.name, LOCK_NAMESPACE, lease)
-        except ApiException as exc:
-            if exc.status == 409:
-                return None
-            raise _refused(
-                f"write lease {lease.metadata.name}", exc, "check nodeswap may write leases in kube-system"
-            ) from exc
+        name = lease.metadata.name
+        written: client.V1Lease | None = _unless(
+            (409,),
+            f"write lease {name}",
+            lambda: (
+                self.leases.create_namespaced_lease(LOCK_NAMESPACE, lease)
+                if create
+                else self.leases.replace_namespaced_lease(name, LOCK_NAMESPACE, lease)
+            ),
+        )
         return written
+
+    def renew_lease(self, name: str, holder: str) -> bool:
+        """Renew the lease while ``holder`` holds it; False once another holds it or it is gone."""
+        for _ in range(3):
+            lease = self.lease(name)
+            if lease is None or lease.spec.holder_identity != holder:
+                return False
+            lease.spec.renew_time = datetime.now(UTC)
+            if self.write_lease(lease, create=False) is not None:
+                return True
+            # 409: written since it was read, by a write of ours whose answer was lost or by another
+            # run; reading it again tells which.
+        return False
+
+    def wait_lease_change(self, name: str, version: str, seconds: float) -> None:
+        """Return once the lease changes after ``version``, or ``seconds`` pass."""
+        deadline = time.monotonic() + seconds
+        try:
+            for _ in watch.Watch().stream(
+                self.leases.list_namespaced_lease,
+                LOCK_NAMESPACE,
+                field_selector=f"metadata.name={name}",
+                resource_version=version,
+                timeout_seconds=max(1, math.ceil(seconds)),
+                _request_timeout=seconds + WATCH_SECONDS,
+            ):
+                return
+        except (ApiException, HTTPError, OSError, ValueError):
+            # The API server is struggling: the caller reads the lease again, a second later.
+            time.sleep(max(0.0, min(1.0, deadline - time.monotonic())))
 
     def release_lease(self, name: str, holder: str) -> None:
         """Delete the lease, only while ``holder`` still holds it (a takeover is not undone)."""
@@ -296,14 +390,44 @@ class Kube:
         options = client.V1DeleteOptions(
             preconditions=client.V1Preconditions(resource_version=lease.metadata.resource_version)
         )
-        try:
-            self.leases.delete_namespaced_lease(name, LOCK_NAMESPACE, body=options)
-        except ApiException as exc:
-            if exc.status not in (404, 409):
-                raise OperationError(
-                    f"could not release lock {name}: {exc.status} {_message(exc)}",
-                    f"delete it: kubectl -n {LOCK_NAMESPACE} delete lease {name}",
-                ) from exc
+        _unless(
+            (404, 409),
+            f"release lock {name}",
+            lambda: self.leases.delete_namespaced_lease(name, LOCK_NAMESPACE, body=options),
+        )
+
+    # ----- the rollout record ------------------------------------------------------------------
+
+    def config_map(self, name: str) -> dict[str, str] | None:
+        found = _unless(
+            (404,),
+            f"read ConfigMap {name}",
+            lambda: self.core.read_namespaced_config_map(name, LOCK_NAMESPACE),
+        )
+        return dict(found.data or {}) if found is not None else None
+
+    def write_config_map(self, name: str, data: dict[str, str], labels: dict[str, str]) -> None:
+        body = client.V1ConfigMap(metadata=client.V1ObjectMeta(name=name, labels=labels), data=data)
+        what = f"write ConfigMap {LOCK_NAMESPACE}/{name}"
+        if _unless((404,), what, lambda: self.core.replace_namespaced_config_map(name, LOCK_NAMESPACE, body)):
+            return
+        _unless((409,), what, lambda: self.core.create_namespaced_config_map(LOCK_NAMESPACE, body))
+
+    def delete_config_map(self, name: str) -> None:
+        _unless(
+            (404,),
+            f"delete ConfigMap {LOCK_NAMESPACE}/{name}",
+            lambda: self.core.delete_namespaced_config_map(name, LOCK_NAMESPACE),
+        )
+
+
+def object_name(prefix: str, group: str) -> str:
+    """A Kubernetes object name for a group: Auto Scaling names allow characters object names do not,
+    so a name that had to change gets a hash of the original, to keep such groups apart."""
+    cleaned = re.sub(r"[^a-z0-9-]+", "-", group.lower()).strip("-")
+    if cleaned != group:
+        cleaned = f"{cleaned[:40]}-{hashlib.sha256(group.encode()).hexdigest()[:8]}"
+    return f"{prefix}-{cleaned}"
 
 
 def _items(what: str, lister: Callable[..., Any], **query: Any) -> list[dict[str, Any]]:
@@ -336,15 +460,6 @@ def _follow(lister: Callable[..., Any], kind: str, changed: queue.Queue[str], st
         except (ApiException, HTTPError, OSError, ValueError):
             stop.wait(1.0)  # the API server is struggling or the version expired: relist, a second later
             version = None
-
-
-def _cause(exc: ApiException) -> str:
-    try:
-        body = json.loads(exc.body or "{}")
-    except ValueError:
-        return str(exc.body).strip()
-    causes = (body.get("details") or {}).get("causes") or []
-    return "; ".join(c.get("message", "") for c in causes) or str(body.get("message", ""))
 
 
 def _node(raw: dict[str, Any]) -> Node:

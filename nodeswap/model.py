@@ -65,6 +65,9 @@ class Group:
     desired: int
     launch: LaunchSpec
     instances: tuple[Instance, ...]
+    # The launch template version as the group names it ("$Latest", "$Default" or the number that
+    # ``launch`` resolves), None for a launch configuration.
+    launch_asked: str | None = None
     suspended: frozenset[str] = frozenset()
     hooks: tuple[LifecycleHook, ...] = ()
     tags: dict[str, str] = field(default_factory=dict)

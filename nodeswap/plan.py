@@ -168,14 +168,20 @@ def budgets_of(pod: Pod, budgets: Iterable[Budget]) -> list[Budget]:
     return [b for b in budgets if b.namespace == pod.namespace and selects(b.selector, pod.labels)]
 
 
-def waves(ids: Iterable[str], first: set[str], surge: int | str | None, desired: int) -> list[list[str]]:
+def waves(
+    ids: Iterable[str], first: set[str], surge: int | str | None, desired: int, canary: int | None = None
+) -> list[list[str]]:
     """The outdated instances in waves of ``surge`` (N, or "P%" of desired; None: one wave), those in
-    ``first`` (fenced by an interrupted run) first, then by id."""
+    ``first`` (fenced by an interrupted run) first, then by id; with ``canary``, a first wave of that
+    many instances before the rest."""
     ordered = sorted(ids, key=lambda instance: (instance not in first, instance))
+    head, ordered = (ordered[:canary], ordered[canary:]) if canary else ([], ordered)
     if surge is None:
-        return [ordered] if ordered else []
-    size = max(math.ceil(int(surge[:-1]) * desired / 100) if isinstance(surge, str) else surge, 1)
-    return [ordered[i : i + size] for i in range(0, len(ordered), size)]
+        rest = [ordered] if ordered else []
+    else:
+        size = max(math.ceil(int(surge[:-1]) * desired / 100) if isinstance(surge, str) else surge, 1)
+        rest = [ordered[i : i + size] for i in range(0, len(ordered), size)]
+    return ([head] if head else []) + rest
 
 
 def plan_group(
@@ -186,6 +192,7 @@ def plan_group(
     now: datetime,
     sizes: dict[str, Resources] | None = None,
     surge: int | str | None = None,
+    canary: int | None = None,
 ) -> GroupPlan:
     """The whole plan for one group: what is replaced and why, in which waves, what happens to each
     pod on it, whether the pods fit, the audit and the estimate, and what blocks the rollout.
@@ -207,9 +214,12 @@ def plan_group(
         for d in decisions
         if d.action is Action.EVICT and not d.pod.deleting and d.pod.phase not in _DONE
     ]
-    blockers += _budget_blockers(moving, index, replacing=bool(old))
+    blockers += _budget_blockers(moving, index)
+    # Nothing to replace: a stray budget does not matter yet.
+    idle_blockers, idle_warnings = _budgets_selecting_nothing(moving, index) if old else ([], [])
+    blockers += idle_blockers
     fenced = {i for i, n in old_nodes.items() if n.unschedulable}
-    order = waves(reasons, fenced, surge, group.desired)
+    order = waves(reasons, fenced, surge, group.desired, canary)
     blockers += _group_blockers(
         group, old, old_nodes, by_instance, settings, surge=max(map(len, order), default=0)
     )
@@ -235,7 +245,7 @@ def plan_group(
         old_nodes,
         decisions,
         tuple(blockers + misfits),
-        warnings=tuple(audit(moving, index) + serializing(moving, names, index, slowest)),
+        warnings=tuple(audit(moving, index) + serializing(moving, names, index, slowest) + idle_warnings),
         waves=tuple(tuple(w) for w in order),
         fit=the_fit,
         estimate=how_long,
@@ -255,7 +265,7 @@ def _daemonsets(decisions: Sequence[PodDecision]) -> Resources:
     return max(per_node.values(), key=lambda r: (r.cpu, r.memory), default=Resources())
 
 
-def _budget_blockers(moving: list[Pod], index: Index, *, replacing: bool) -> list[Blocker]:
+def _budget_blockers(moving: list[Pod], index: Index) -> list[Blocker]:
     blockers = []
     stuck: set[str] = set()
     for pod in moving:
@@ -286,21 +296,35 @@ def _budget_blockers(moving: list[Pod], index: Index, *, replacing: bool) -> lis
                         scope="workload",
                     )
                 )
-    if not replacing:
-        return blockers  # nothing to replace: a stray budget elsewhere does not matter yet
-    selected = {b.key for pod in index.snapshot.pods for b in index.budgets(pod)}
-    blockers += [
-        Blocker(
-            "pdb-selects-no-pods",
-            f"PodDisruptionBudget {budget.key}",
-            "selects no pods: the workload it was meant to protect is not protected",
-            "fix its selector to match the workload's pod labels, or delete it",
-            scope="workload",
-        )
-        for budget in index.snapshot.budgets
-        if budget.key not in selected
-    ]
     return blockers
+
+
+def _budgets_selecting_nothing(moving: list[Pod], index: Index) -> tuple[list[Blocker], list[Finding]]:
+    """The budgets that select no pod in the cluster. One in a namespace this rollout moves pods in was
+    likely meant to protect some of them, and does not: it blocks. One elsewhere concerns other
+    workloads, not this group's pods: a warning."""
+    selected = {b.key for pod in index.snapshot.pods for b in index.budgets(pod)}
+    namespaces = {pod.namespace for pod in moving}
+    blockers: list[Blocker] = []
+    warnings: list[Finding] = []
+    for budget in index.snapshot.budgets:
+        if budget.key in selected:
+            continue
+        subject, remedy = f"PodDisruptionBudget {budget.key}", _FIX_SELECTOR
+        if budget.namespace in namespaces:
+            cause = (
+                f"selects no pods, in namespace {budget.namespace} where this rollout moves pods: the "
+                "workload it was meant to protect is not protected"
+            )
+            blockers.append(Blocker(_SELECTS_NO_PODS, subject, cause, remedy, scope="workload"))
+        else:
+            cause = "selects no pods, and does not concern this group's pods"
+            warnings.append(Finding(_SELECTS_NO_PODS, subject, cause, remedy))
+    return blockers, warnings
+
+
+_SELECTS_NO_PODS = "pdb-selects-no-pods"
+_FIX_SELECTOR = "fix its selector to match the workload's pod labels, or delete it"
 
 
 def _group_blockers(

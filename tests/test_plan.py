@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 import pytest
 
@@ -223,3 +224,69 @@ def test_a_started_rollout_never_replaces_what_it_launched() -> None:
     started = Settings(replace_all=True, launched_before=NOW - timedelta(days=1))
     g = group(instance("i-old", V2, age_days=3), instance("i-surged", V2, age_days=0.001))
     assert set(outdated(g, started, NOW)) == {"i-old"}
+
+
+Namespaced = TypeVar("Namespaced", Pod, Budget)
+
+
+def in_namespace(namespace: str, thing: Namespaced) -> Namespaced:
+    return replace(thing, namespace=namespace)
+
+
+def idle_budgets(pods: list[Pod], budgets: list[Budget], g: Group | None = None) -> tuple[set[str], set[str]]:
+    """The budgets that select no pods, as (blocking, warned about): their subjects."""
+    result = plan_group(
+        g or group(instance("i-old", V1), instance("i-new", V2)),
+        Snapshot((node("i-old"), node("i-new")), tuple(pods), tuple(budgets)),
+        settings=Settings(),
+        now=NOW,
+    )
+    assert all(b.scope == "workload" for b in result.blockers if b.check == "pdb-selects-no-pods")
+    return (
+        {b.subject for b in result.blockers if b.check == "pdb-selects-no-pods"},
+        {w.subject for w in result.warnings if w.check == "pdb-selects-no-pods"},
+    )
+
+
+ORPHAN = budget("orphan", 0, 0, {"matchLabels": {"app": "gone"}})
+
+
+def test_a_budget_selecting_no_pods_where_pods_move_blocks() -> None:
+    """In the namespace of a pod this rollout moves, it was likely meant to protect that pod."""
+    assert idle_budgets([pod("a", "i-old")], [budget("web", 3, 2), ORPHAN]) == (
+        {"PodDisruptionBudget default/orphan"},
+        set(),
+    )
+
+
+def test_a_budget_selecting_no_pods_elsewhere_is_only_a_warning() -> None:
+    moving = pod("a", "i-old")
+    staying = in_namespace("billing", pod("b", "i-new"))  # pods there, but none of them moves
+    elsewhere = [in_namespace("billing", ORPHAN), in_namespace("empty", replace(ORPHAN, name="stale"))]
+    assert idle_budgets([moving, staying], elsewhere) == (
+        set(),
+        {"PodDisruptionBudget billing/orphan", "PodDisruptionBudget empty/stale"},
+    )
+    result = plan_group(
+        group(instance("i-old", V1)),
+        Snapshot((node("i-old"),), (moving,), (in_namespace("billing", ORPHAN),)),
+        settings=Settings(),
+        now=NOW,
+    )
+    assert result.blockers == ()
+    (warning,) = [w for w in result.warnings if w.check == "pdb-selects-no-pods"]
+    assert "selects no pods" in warning.cause
+    assert "does not concern this group's pods" in warning.cause
+    assert warning.remedy == "fix its selector to match the workload's pod labels, or delete it"
+
+
+def test_pods_that_stay_do_not_make_a_budget_selecting_nothing_block() -> None:
+    """Only moving pods count: a skipped DaemonSet pod or a finished pod in the namespace does not."""
+    agent = pod("agent", "i-old", owner="DaemonSet")
+    done = pod("done", "i-old", phase="Succeeded")
+    assert idle_budgets([agent, done], [ORPHAN]) == (set(), {"PodDisruptionBudget default/orphan"})
+
+
+def test_nothing_to_replace_means_no_word_on_budgets_selecting_nothing() -> None:
+    current = group(instance("i-new", V2))
+    assert idle_budgets([pod("b", "i-new")], [ORPHAN], g=current) == (set(), set())

@@ -17,8 +17,8 @@ from kubernetes import client
 
 from nodeswap.sandbox.scenario import Scenario, load_scenario
 from nodeswap.sandbox.server import Sandbox
+from tests.e2e import Cli, changes, demo_scenario, ours
 from tests.sandbox_client import SandboxClient
-from tests.test_replace import Cli, demo_scenario, ours
 
 AUDIT = Path(__file__).resolve().parents[1] / "configs" / "audit-findings.yaml"
 PLAN_ALL = ("plan", "--asg", "workers", "--all")
@@ -108,7 +108,7 @@ class TestAuditFindings:
 
     def test_reads_aws_and_kubernetes_and_changes_nothing(self, planned: Run) -> None:
         _, requests = planned
-        assert [r for r in requests if r["mutating"]] == []
+        assert changes(requests) == []
         reads = {r["api"] for r in requests if not r["mutating"]}
         assert reads == {"aws", "kube"}  # it did look: the group in AWS, the pods in Kubernetes
         operations = {r["operation"] for r in requests}
@@ -159,7 +159,7 @@ class TestAuditFindings:
         assert "Deployment default/hasty" in row("grace-not-above-prestop")
         assert "Deployment default/unguarded" in row("no-pdb")
         assert lines[-1].startswith("blocked: `replace` would refuse to start")
-        assert [r for r in requests if r["mutating"]] == []
+        assert changes(requests) == []
 
     def test_replace_refuses_on_exactly_the_plans_blockers(
         self, audit_world: SandboxClient, audit_cli: Cli, report: dict[str, Any]
@@ -173,7 +173,7 @@ class TestAuditFindings:
         refused = {(e["check"], e["blocker"]) for e in events if e["phase"] == "preflight" and "blocker" in e}
         assert refused
         assert refused == pairs(one_group(report)["blockers"])
-        assert [r for r in requests if r["mutating"]] == []
+        assert changes(requests) == []
         assert audit_world.group()["DesiredCapacity"] == before["DesiredCapacity"]
 
 
@@ -198,7 +198,7 @@ class TestDemo:
         assert group["blockers"] == []
         # web's budget lets one of its 4 pods go at a time, and they are on all 3 old nodes.
         assert ("pdb-serializes-drain", "PodDisruptionBudget default/web") in pairs(group["warnings"])
-        assert [r for r in requests if r["mutating"]] == []
+        assert changes(requests) == []
         assert requests  # it did read the world
 
     def test_text_says_ready_when_only_warnings(self, demo_world: SandboxClient, demo_cli: Cli) -> None:
@@ -237,7 +237,7 @@ class TestDemo:
         assert result.returncode == 2, result.stdout + result.stderr
         assert says in result.stderr
         assert "Traceback" not in result.stderr
-        assert [r for r in requests if r["mutating"]] == []
+        assert changes(requests) == []
 
 
 def pod_of(world: SandboxClient, app: str) -> str:
@@ -282,7 +282,7 @@ def test_a_pod_pinned_to_one_old_node_does_not_fit(
     assert blocker["remedy"].strip()
     assert group["fit"]["fits"] is False
     assert [p["pod"] for p in group["fit"]["unplaceable_pods"]] == [f"default/{pod}"]
-    assert [r for r in requests if r["mutating"]] == []
+    assert changes(requests) == []
 
 
 def test_a_pod_too_big_for_the_new_instance_type_does_not_fit(
@@ -329,4 +329,37 @@ def test_a_pod_too_big_for_the_new_instance_type_does_not_fit(
     assert "estimated" in fit["allocatable_source"]  # no t3.medium node exists to report it
     assert fit["allocatable_per_node"]["memory_bytes"] < 5 * 2**30
     assert fit["fits"] is False
-    assert [r for r in requests if r["mutating"]] == []
+    assert changes(requests) == []
+
+
+def test_a_budget_selecting_no_pods_blocks_only_where_the_rollout_moves_pods(
+    start_sandbox: Callable[..., SandboxClient], tmp_path: Path
+) -> None:
+    """Elsewhere it concerns other workloads: a warning, and `plan` exits 0. In `default`, where the demo's
+    pods move, it was likely meant to protect one of them: a blocker, exit 3."""
+    world = start_sandbox(**demo_scenario())
+    cli = Cli(world, tmp_path)
+    core, policy = client.CoreV1Api(world.kube()), client.PolicyV1Api(world.kube())
+    core.create_namespace({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "billing"}})
+    orphan = {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": {"name": "orphan"},
+        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": {"app": "gone"}}},
+    }
+    policy.create_namespaced_pod_disruption_budget("billing", orphan)
+    result, requests = run_counted(world, cli, *PLAN_ALL, "--output", "json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    group = one_group(json.loads(result.stdout))
+    assert group["blockers"] == []
+    (warning,) = [w for w in group["warnings"] if w["check"] == "pdb-selects-no-pods"]
+    assert warning["subject"] == "PodDisruptionBudget billing/orphan"
+    assert "does not concern this group's pods" in warning["cause"]
+    assert changes(requests) == []
+
+    policy.create_namespaced_pod_disruption_budget("default", orphan)
+    result = cli(*PLAN_ALL, "--output", "json")
+    assert result.returncode == 3, result.stdout + result.stderr
+    group = one_group(json.loads(result.stdout))
+    assert pairs(group["blockers"]) == {("pdb-selects-no-pods", "PodDisruptionBudget default/orphan")}
+    assert ("pdb-selects-no-pods", "PodDisruptionBudget billing/orphan") in pairs(group["warnings"])

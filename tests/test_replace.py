@@ -5,12 +5,8 @@ while the first holds the lock; nothing-to-do exits 0."""
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import threading
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,87 +17,8 @@ import yaml
 from kubernetes import client
 
 from nodeswap.sandbox.scenario import load_scenario
+from tests.e2e import DEMO, Cli, assert_converged, changes, demo_scenario, ours, request, start_until
 from tests.sandbox_client import SandboxClient
-
-DEMO = Path(__file__).resolve().parents[1] / "nodeswap" / "sandbox" / "demo.yaml"
-NODESWAP_UA = "nodeswap/"
-
-
-class Cli:
-    """Runs nodeswap as a user would, pointed at one sandbox."""
-
-    def __init__(self, sandbox: SandboxClient, tmp_path: Path) -> None:
-        self.sandbox = sandbox
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "KUBECONFIG"))}
-        self.env = {**env, **sandbox.sandbox.environment(), "KUBECONFIG": str(sandbox.kubeconfig(tmp_path))}
-
-    def command(self, *args: str) -> list[str]:
-        return [sys.executable, "-m", "nodeswap", *args]
-
-    def __call__(self, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            self.command(*args), capture_output=True, text=True, env=self.env, timeout=timeout, check=False
-        )
-
-    def new_image(self) -> str:
-        image: str = self.sandbox.admin("GET", "info")["world"]["images"]["new"]
-        return image
-
-
-def demo_scenario(**changes: Any) -> dict[str, Any]:
-    scenario = load_scenario(DEMO).model_dump(mode="json")
-    scenario.update(changes)
-    return scenario
-
-
-@pytest.fixture
-def world(start_sandbox: Callable[..., SandboxClient]) -> SandboxClient:
-    return start_sandbox(**demo_scenario())
-
-
-@pytest.fixture
-def cli(world: SandboxClient, tmp_path: Path) -> Cli:
-    return Cli(world, tmp_path)
-
-
-def ours(world: SandboxClient, mutating: bool | None = None) -> list[dict[str, Any]]:
-    requests = world.admin("GET", "report")["requests"]
-    return [
-        r
-        for r in requests
-        if NODESWAP_UA in r["user_agent"] and (mutating is None or r["mutating"] == mutating)
-    ]
-
-
-def assert_converged(world: SandboxClient, before: dict[str, Any], version: str) -> None:
-    """The final state of a rollout: new image everywhere, the group and the cluster as they were."""
-    group = world.group()
-    assert (group["MinSize"], group["MaxSize"], group["DesiredCapacity"]) == (
-        before["MinSize"],
-        before["MaxSize"],
-        before["DesiredCapacity"],
-    )
-    assert group["SuspendedProcesses"] == before["SuspendedProcesses"]
-    assert not [t for t in group["Tags"] if t["Key"].startswith("nodeswap.io/")]
-    serving = [i for i in group["Instances"] if i["LifecycleState"] == "InService"]
-    assert len(serving) == before["DesiredCapacity"]
-    assert {i["LaunchTemplate"]["Version"] for i in serving} == {version}
-    core = client.CoreV1Api(world.kube())
-    for node in core.list_node().items:
-        if node.spec.provider_id.rsplit("/", 1)[1] in {i["InstanceId"] for i in serving}:
-            assert not node.spec.unschedulable
-            assert not [t for t in node.spec.taints or [] if t.key.startswith("nodeswap.io/")]
-            assert "cluster-autoscaler.kubernetes.io/scale-down-disabled" not in (
-                node.metadata.annotations or {}
-            )
-    apps = client.AppsV1Api(world.kube())
-    for deployment in apps.list_namespaced_deployment("default").items:
-        assert deployment.status.ready_replicas == deployment.spec.replicas
-    for statefulset in apps.list_namespaced_stateful_set("default").items:
-        assert statefulset.status.ready_replicas == statefulset.spec.replicas
-    report = world.admin("GET", "report")
-    assert report["pdb_violations"] == []
-    assert report["lost_pods"] == []
 
 
 def test_replace_rolls_the_group_onto_the_new_image(world: SandboxClient, cli: Cli) -> None:
@@ -138,7 +55,7 @@ def test_dry_run_changes_nothing(world: SandboxClient, cli: Cli) -> None:
     result = cli("replace", "--asg", "workers", "--dry-run")
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("replace i-") == 3
-    assert ours(world, mutating=True) == []
+    assert changes(ours(world)) == []
 
 
 @pytest.mark.parametrize(
@@ -162,7 +79,7 @@ def test_bad_input_is_a_clear_error_and_changes_nothing(
     assert result.returncode == 2, result.stdout + result.stderr
     assert says in result.stderr
     assert "Traceback" not in result.stderr
-    assert ours(world, mutating=True) == []
+    assert changes(ours(world)) == []
 
 
 def test_group_with_no_nodes_in_the_cluster(world: SandboxClient, cli: Cli, tmp_path: Path) -> None:
@@ -174,7 +91,7 @@ def test_group_with_no_nodes_in_the_cluster(world: SandboxClient, cli: Cli, tmp_
     result = cli("replace", "--asg", "workers", "--yes")
     assert result.returncode == 2
     assert "is a node of this cluster" in result.stderr
-    assert ours(world, mutating=True) == []
+    assert changes(ours(world)) == []
 
 
 @pytest.mark.parametrize(
@@ -228,7 +145,7 @@ def test_preflight_refusals_change_nothing(
         return
     assert result.returncode == 3, result.stdout + result.stderr
     assert says in result.stderr
-    assert ours(world, mutating=True) == []
+    assert changes(ours(world)) == []
 
 
 def test_max_size_headroom_refusal(world: SandboxClient, cli: Cli) -> None:
@@ -240,28 +157,67 @@ def test_max_size_headroom_refusal(world: SandboxClient, cli: Cli) -> None:
     result = cli("replace", "--asg", "workers", "--no-raise-max", "--yes")
     assert result.returncode == 3
     assert "needs MaxSize 6, it is 3" in result.stderr
-    assert ours(world, mutating=True) == []
+    assert changes(ours(world)) == []
 
 
 def test_a_second_run_is_refused_while_the_first_holds_the_lock(world: SandboxClient, cli: Cli) -> None:
+    """A live holder on another host renews its lease: the run sees the renewal and is refused, before it
+    plans or changes anything."""
+    leases = client.CoordinationV1Api(world.kube())
     now = datetime.now(UTC)
+    leases.create_namespaced_lease(
+        "kube-system",
+        client.V1Lease(
+            metadata=client.V1ObjectMeta(name="nodeswap-workers"),
+            spec=client.V1LeaseSpec(
+                holder_identity="ops-laptop/4242/abcd",
+                lease_duration_seconds=6,
+                acquire_time=now,
+                renew_time=now,
+            ),
+        ),
+    )
+    stop = threading.Event()
+
+    def renew() -> None:  # the other run, alive
+        while not stop.wait(0.5):
+            leases.patch_namespaced_lease(
+                "nodeswap-workers", "kube-system", {"spec": {"renewTime": datetime.now(UTC).isoformat()}}
+            )
+
+    renewer = threading.Thread(target=renew)
+    renewer.start()
+    try:
+        result = cli("replace", "--asg", "workers", "--ami", cli.new_image(), "--yes")
+    finally:
+        stop.set()
+        renewer.join()
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "is being worked on by ops-laptop/4242/abcd" in result.stderr
+    assert "replace i-" not in result.stdout  # no plan printed for a run that cannot go ahead
+    assert changes(ours(world)) == []  # refused before the AMI was baked or anything else changed
+    assert world.group()["DesiredCapacity"] == 3
+
+
+def test_a_lock_nobody_renews_is_taken_over_after_its_duration(world: SandboxClient, cli: Cli) -> None:
+    """A holder on another host that stopped renewing: taken over once this run has seen the lease
+    unchanged for its duration, by its own clock, whatever the holder's timestamps say."""
+    future = datetime.now(UTC) + timedelta(hours=1)  # a holder whose clock runs an hour ahead
     client.CoordinationV1Api(world.kube()).create_namespaced_lease(
         "kube-system",
         client.V1Lease(
             metadata=client.V1ObjectMeta(name="nodeswap-workers"),
             spec=client.V1LeaseSpec(
                 holder_identity="ops-laptop/4242/abcd",
-                lease_duration_seconds=60,
-                acquire_time=now,
-                renew_time=now,
+                lease_duration_seconds=2,
+                acquire_time=future,
+                renew_time=future,
             ),
         ),
     )
     result = cli("replace", "--asg", "workers", "--ami", cli.new_image(), "--yes")
-    assert result.returncode == 1
-    assert "being replaced by ops-laptop/4242/abcd" in result.stderr
-    assert ours(world, mutating=True) == []  # refused before the AMI was baked or anything else changed
-    assert world.group()["DesiredCapacity"] == 3
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "took over the lock of ops-laptop/4242/abcd: not renewed for 2 s" in result.stdout
 
 
 @pytest.mark.slow
@@ -279,33 +235,14 @@ def test_a_killed_run_is_finished_by_running_the_same_command(
     world: SandboxClient, cli: Cli, point: tuple[str, str]
 ) -> None:
     before = world.group()
-    reached = threading.Event()
-    record = world.sandbox.record
-    add = record.add
-
-    def watch_for_point(**entry: Any) -> None:
-        add(**entry)
-        name = entry["subresource"] if entry["api"] == "kube" else entry["operation"]
-        if NODESWAP_UA in entry["user_agent"] and (entry["api"], name) == point and entry["status"] < 300:
-            reached.set()
-
-    record.add = watch_for_point  # type: ignore[method-assign]
-    command = ["replace", "--asg", "workers", "--ami", cli.new_image(), "--yes", "--lock-duration", "3s"]
-    first = subprocess.Popen(
-        cli.command(*command), env=cli.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    try:
-        assert reached.wait(120), f"the run never reached {point}"
-    finally:
-        first.kill()  # SIGKILL: no cleanup, the lock stays until it expires
-        first.wait()
-    record.add = add  # type: ignore[method-assign]
-
-    lease = client.CoordinationV1Api(world.kube()).read_namespaced_lease("nodeswap-workers", "kube-system")
-    expires = lease.spec.renew_time + timedelta(seconds=lease.spec.lease_duration_seconds)
-    time.sleep(max(0.0, (expires - datetime.now(UTC)).total_seconds()) + 0.1)  # no event marks an expiry
+    command = ["replace", "--asg", "workers", "--ami", cli.new_image(), "--yes"]
+    first = start_until(world, cli, command, request(*point))
+    first.kill()  # SIGKILL: no cleanup; its lock stays
+    first.communicate()
     second = cli(*command)
     assert second.returncode == 0, second.stdout + second.stderr
+    # The dead run was on this host: its lock is taken over at once, not after its 60 s.
+    assert "its process is gone" in second.stdout
     assert_converged(
         world,
         before,
@@ -348,33 +285,24 @@ def test_config_file_supplies_options_and_flags_win(world: SandboxClient, cli: C
     )
     assert planned.returncode == 0, planned.stderr
     assert planned.stdout.count("replace i-") == 3  # text: the flag won over the file's json
-    assert ours(world, mutating=True) == []
+    assert changes(ours(world)) == []
 
 
 @pytest.mark.slow
 def test_ctrl_c_stops_cleanly_and_the_rerun_continues(world: SandboxClient, cli: Cli) -> None:
     before = world.group()
-    reached = threading.Event()
-    record = world.sandbox.record
-    add = record.add
-
-    def watch_for_eviction(**entry: Any) -> None:
-        add(**entry)
-        if entry.get("subresource") == "eviction" and NODESWAP_UA in entry["user_agent"]:
-            reached.set()
-
-    record.add = watch_for_eviction  # type: ignore[method-assign]
     command = ["replace", "--asg", "workers", "--ami", cli.new_image(), "--yes"]
-    first = subprocess.Popen(
-        cli.command(*command), env=cli.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    assert reached.wait(120)
+    first = start_until(world, cli, command, request("kube", "eviction"))
     first.send_signal(signal.SIGINT)
     _, stderr = first.communicate(timeout=60)
-    record.add = add  # type: ignore[method-assign]
     assert first.returncode == 130
-    assert "run the same command again to continue" in stderr
     assert "Traceback" not in stderr
+    # Where the group stands, and both ways on.
+    assert "workers: rollout interrupted in phase drain" in stderr
+    assert "capacity: desired 6 (was 3)" in stderr
+    assert "fenced nodes (3)" in stderr
+    assert f"continue: nodeswap replace --asg workers --ami {cli.new_image()} --yes" in stderr
+    assert "undo:     nodeswap abort --asg workers" in stderr
     leases = client.CoordinationV1Api(world.kube()).list_namespaced_lease("kube-system").items
     assert "nodeswap-workers" not in {lease.metadata.name for lease in leases}  # released on the way out
     second = cli(*command)
@@ -424,7 +352,7 @@ def test_invalid_surge_is_rejected(world: SandboxClient, cli: Cli) -> None:
     result = cli("replace", "--asg", "workers", "--surge", "0", "--yes")
     assert result.returncode == 2
     assert "--surge: '0' is not a number of instances or a percentage" in result.stderr
-    assert ours(world, mutating=True) == []
+    assert changes(ours(world)) == []
 
 
 def test_a_scaling_activity_in_progress_refuses(
@@ -433,11 +361,11 @@ def test_a_scaling_activity_in_progress_refuses(
     world = start_sandbox(**demo_scenario(timing={"boot_seconds": 60, "shutdown_seconds": 1}))
     cli = Cli(world, tmp_path)
     world.autoscaling.set_desired_capacity(AutoScalingGroupName="workers", DesiredCapacity=4)  # one Pending
-    mutations = len(ours(world, mutating=True))
+    mutations = len(changes(ours(world)))
     result = cli("replace", "--asg", "workers", "--ami", cli.new_image(), "--yes")
     assert result.returncode == 3
     assert "a scaling activity is in progress" in result.stderr
-    assert len(ours(world, mutating=True)) == mutations
+    assert len(changes(ours(world))) == mutations
 
 
 def test_nodeswap_owns_the_launch_hook_when_asked(
@@ -488,11 +416,11 @@ def test_ami_is_refused_for_a_mixed_instances_group(world: SandboxClient, cli: C
         },
     )
     world.sandbox.scheduler.settle(10)  # its instance boots and joins
-    mutations = len(ours(world, mutating=True))
+    mutations = len(changes(ours(world)))
     result = cli("replace", "--asg", "mixed", "--ami", cli.new_image(), "--yes")
     assert result.returncode == 2, result.stdout + result.stderr
     assert "mixed instances policy" in result.stderr
-    assert len(ours(world, mutating=True)) == mutations
+    assert len(changes(ours(world))) == mutations
 
 
 @pytest.mark.parametrize(
@@ -508,7 +436,7 @@ def test_bad_ami_or_grace_period_is_rejected_before_anything_changes(
     result = cli("replace", "--asg", "workers", "--yes", *args)
     assert result.returncode == 2
     assert says in result.stderr
-    assert ours(world, mutating=True) == []
+    assert changes(ours(world)) == []
 
 
 def test_all_replaces_each_instance_once(world: SandboxClient, cli: Cli) -> None:
@@ -527,17 +455,10 @@ def test_a_pod_that_cannot_be_evicted_keeps_its_node(world: SandboxClient, cli: 
     """A resumed run still refuses on pods it may not evict, and never terminates their node."""
     core = client.CoreV1Api(world.kube())
     node = core.read_namespaced_pod("db-0", "default").spec.node_name
-    world.autoscaling.create_or_update_tags(
-        Tags=[
-            {  # as if an earlier run had started
-                "ResourceId": "workers",
-                "ResourceType": "auto-scaling-group",
-                "Key": "nodeswap.io/original-capacity",
-                "Value": "3,6,3",
-                "PropagateAtLaunch": False,
-            }
-        ]
-    )
+    command = ["replace", "--asg", "workers", "--ami", cli.new_image(), "--yes"]
+    first = start_until(world, cli, command, request("aws", "UpdateAutoScalingGroup", DesiredCapacity=6))
+    first.kill()  # an interrupted rollout, recorded on the group
+    first.communicate()
     core.create_namespaced_pod(
         "default",
         client.V1Pod(
@@ -545,7 +466,7 @@ def test_a_pod_that_cannot_be_evicted_keeps_its_node(world: SandboxClient, cli: 
             spec=client.V1PodSpec(node_name=node, containers=[client.V1Container(name="c", image="x")]),
         ),
     )
-    result = cli("replace", "--asg", "workers", "--ami", cli.new_image(), "--yes")
+    result = cli(*command)
     assert result.returncode == 3, result.stdout + result.stderr
     assert "pod default/scratch" in result.stderr
     assert "use --force to delete it anyway" in result.stderr

@@ -1,7 +1,8 @@
 """The `nodeswap` command line. Commands are thin; errors are reported in one place.
 
-Exit codes: 0 success or nothing to do; 1 failure; 2 bad usage or configuration; 3 refused by preflight;
-130 interrupted (Ctrl-C).
+Exit codes: 0 success or nothing to do; 1 failure (the state is as reported: `nodeswap status` shows it);
+2 bad usage or configuration; 3 refused by preflight; 4 a wave failed and was rolled back; 5 (`status`)
+a rollout is interrupted; 130 interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
@@ -12,10 +13,12 @@ import typer
 from typer.core import TyperGroup
 
 from nodeswap import __version__
+from nodeswap.cli.abort import abort
 from nodeswap.cli.demo import demo
 from nodeswap.cli.plan import plan
 from nodeswap.cli.replace import replace
 from nodeswap.cli.sandbox import sandbox_app
+from nodeswap.cli.status import status
 from nodeswap.errors import NodeswapError
 
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
@@ -33,9 +36,9 @@ class _Group(TyperGroup):
                 typer.echo(f"  fix: {exc.remedy}", err=True)
             raise typer.Exit(exc.exit_code) from exc
         except KeyboardInterrupt as exc:
-            # Ctrl-C: the steps taken are recorded in the systems themselves (group tags, node taints).
+            # Ctrl-C: the steps taken are recorded in the systems themselves (the rollout record, taints).
             typer.echo(
-                "\ninterrupted: nothing is lost; run the same command again to continue where it stopped",
+                "interrupted: nothing is lost; every step taken is recorded on the group and in the cluster",
                 err=True,
             )
             raise typer.Exit(EXIT_INTERRUPTED) from exc
@@ -51,6 +54,9 @@ app = typer.Typer(
 app.add_typer(sandbox_app, name="sandbox")
 app.command()(plan)
 app.command()(replace)
+app.command()(status)
+app.command()(abort)
+app.command("rollback", help="The same as abort.")(abort)
 app.command()(demo)
 
 

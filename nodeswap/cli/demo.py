@@ -29,7 +29,8 @@ def demo(
     from nodeswap.aws import Aws  # noqa: PLC0415
     from nodeswap.kube import Kube  # noqa: PLC0415
     from nodeswap.plan import Settings  # noqa: PLC0415
-    from nodeswap.rollout import RolloutSettings, replace_groups  # noqa: PLC0415
+    from nodeswap.rollout import replace_groups  # noqa: PLC0415
+    from nodeswap.run import RolloutSettings  # noqa: PLC0415
 
     renderer = Renderer("json" if output == "json" else "text")
     sandbox = Sandbox(load_scenario(scenario))

@@ -11,7 +11,7 @@ from typing import Any, Literal
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from nodeswap.rollout import Event
+from nodeswap.run import Event
 
 Format = Literal["text", "json"]
 _COLOURS = {"preflight": "red", "drain": "cyan", "retire": "magenta", "done": "green", "resume": "yellow"}
@@ -72,6 +72,9 @@ class Renderer:
             print(json.dumps({"summary": summaries}), flush=True)
             return
         for summary in summaries:
+            if summary["dry_run"]:
+                print(f"{summary['group']}: dry run, nothing was changed")
+                continue
             if summary["nothing_to_do"]:
                 continue
             phases = ", ".join(f"{k} {v:.1f}s" for k, v in summary["phase_seconds"].items())
@@ -79,6 +82,16 @@ class Renderer:
                 f"{summary['group']}: replaced {summary['nodes_replaced']} nodes, evicted "
                 f"{summary['pods_evicted']} pods ({phases})"
             )
-            for budget, seconds in summary["waited_on_budgets_seconds"].items():
-                print(f"  waited {seconds:.1f}s on {budget}")
+            print(
+                f"  launches {summary['launch']} ({summary['image'] or 'image unknown'}); MaxSize "
+                + (
+                    "was raised during the rollout and restored"
+                    if summary["max_size_changed"]
+                    else "unchanged"
+                )
+            )
+            waits = summary["waited_on_budgets_seconds"]
+            for budget in sorted(waits, key=waits.__getitem__, reverse=True):
+                pace = " (set the pace)" if budget == summary["paced_by"] else ""
+                print(f"  waited {waits[budget]:.1f}s on {budget}{pace}")
         sys.stdout.flush()

@@ -16,6 +16,7 @@ from rich.table import Table
 from nodeswap.cli.replace import prepare, replace
 from nodeswap.errors import EXIT_REFUSED
 from nodeswap.plan import Action, GroupPlan
+from nodeswap.record import Record
 from nodeswap.rollout import plan_groups, refusals
 
 # `plan` takes replace's options, so the same command line can be planned, then run; these two only
@@ -29,12 +30,12 @@ def plan(ctx: typer.Context, **options: Any) -> None:
 
     Exit codes: 0 the rollout may start (warnings at most); 3 a blocker would refuse it."""
     prepared = prepare(ctx)
-    _, plans = plan_groups(
+    rollouts, plans = plan_groups(
         prepared.aws, prepared.kube, prepared.groups, prepared.settings_for, emit=lambda event: None
     )
     report = {
         "blocked": bool(refusals(plans)),
-        "groups": [as_dict(p, refused={id(b) for _, b in refusals([p])}) for p in plans],
+        "groups": [as_dict(p, rollouts[p.group.name].record) for p in plans],
     }
     if prepared.output == "json":
         print(json.dumps(report, indent=2), flush=True)
@@ -50,15 +51,26 @@ plan.__signature__ = _signature.replace(  # type: ignore[attr-defined]
 )
 
 
-def as_dict(plan: GroupPlan, refused: set[int]) -> dict[str, Any]:
-    """One group's plan with the keys the README documents; they stay stable for pipelines."""
+def as_dict(plan: GroupPlan, record: Record | None) -> dict[str, Any]:
+    """One group's plan with the keys the README documents; they stay stable for pipelines. ``record``:
+    the group's interrupted rollout, which a `replace` with these options would continue."""
     group, now = plan.group, datetime.now(UTC)
     counts = {action.value: 0 for action in Action}
     for decision in plan.decisions:
         counts[decision.action.value] += 1
     return {
         "group": group.name,
-        "blockers": [b.as_dict() for b in plan.blockers if id(b) in refused],
+        "blockers": [b.as_dict() for b in plan.blockers],
+        "interrupted_rollout": {
+            "run": record.run,
+            "phase": record.phase,
+            "started": record.started.isoformat(),
+            "options": record.selection.flags(),
+            "continue_command": record.command(),
+            "abort_command": f"nodeswap abort --asg {group.name}",
+        }
+        if record
+        else None,
         "instances": [
             {
                 "instance": i.id,
@@ -93,6 +105,13 @@ def _print(report: dict[str, Any]) -> None:
     console = Console(highlight=False, width=None if sys.stdout.isatty() else 140)
     for group in report["groups"]:
         name, capacity = group["group"], group["capacity"]
+        if interrupted := group["interrupted_rollout"]:
+            console.print(
+                f"[bold yellow]{name}[/]: a rollout is interrupted (phase {interrupted['phase']}, started "
+                f"{interrupted['started']}); continue: {interrupted['continue_command']}; undo: "
+                f"{interrupted['abort_command']}",
+                markup=True,
+            )
         if not group["instances"] and not group["blockers"]:
             console.print(f"[bold]{name}[/]: nothing to replace, every instance is up to date")
             continue

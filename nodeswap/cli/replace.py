@@ -11,13 +11,16 @@ from typing import Annotated, Any
 import typer
 
 from nodeswap.aws import Aws
+from nodeswap.cli.options import Asg, AsgTag, Context, Kubeconfig, Profile, Region, Yes
 from nodeswap.cli.output import Format, Renderer
 from nodeswap.config import ReplaceConfig, load_config
 from nodeswap.errors import UsageError
 from nodeswap.kube import Kube
 from nodeswap.model import Group
 from nodeswap.plan import GroupPlan, Settings
-from nodeswap.rollout import RolloutSettings, replace_groups
+from nodeswap.rollout import replace_groups
+from nodeswap.run import OnFailure, RolloutSettings
+from nodeswap.status import group_status
 
 _DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 
@@ -35,10 +38,8 @@ def duration(text: str, option: str) -> timedelta:
 
 def replace(  # noqa: PLR0917 - a Typer command: its parameters are the command line
     ctx: typer.Context,
-    asg: Annotated[
-        list[str] | None, typer.Option("--asg", help="Auto Scaling group to replace (repeatable).")
-    ] = None,
-    asg_tag: Annotated[str | None, typer.Option("--asg-tag", help="Select groups by tag KEY=VALUE.")] = None,
+    asg: Asg = None,
+    asg_tag: AsgTag = None,
     replace_all: Annotated[
         bool, typer.Option("--all", help="Replace every instance, not only outdated ones.")
     ] = False,
@@ -78,14 +79,23 @@ def replace(  # noqa: PLR0917 - a Typer command: its parameters are the command 
     max_unavailable: Annotated[
         int | None, typer.Option(help="Drain at most N old nodes at once.", min=1)
     ] = None,
-    region: Annotated[str | None, typer.Option(envvar="AWS_REGION", help="AWS region.")] = None,
-    profile: Annotated[str | None, typer.Option(envvar="AWS_PROFILE", help="AWS profile.")] = None,
-    kubeconfig: Annotated[str | None, typer.Option(envvar="KUBECONFIG", help="kubeconfig file.")] = None,
-    context: Annotated[str | None, typer.Option(help="kubeconfig context.")] = None,
+    canary: Annotated[
+        int | None,
+        typer.Option(
+            help="Replace N instances first; go on only once they and their pods are healthy.", min=1
+        ),
+    ] = None,
+    on_failure: Annotated[
+        str, typer.Option(help="When a wave fails: rollback (undo it, as abort does) or keep (leave it).")
+    ] = "rollback",
+    region: Region = None,
+    profile: Profile = None,
+    kubeconfig: Kubeconfig = None,
+    context: Context = None,
     config: Annotated[
         Path | None, typer.Option(help="YAML file of these options, with per-group overrides.")
     ] = None,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    yes: Yes = False,
     dry_run: Annotated[bool, typer.Option(help="Plan and check, change nothing.")] = False,
     output: Annotated[str, typer.Option(help="text or json (one event per line).")] = "text",
 ) -> None:
@@ -98,9 +108,21 @@ def replace(  # noqa: PLR0917 - a Typer command: its parameters are the command 
         )
 
     renderer = Renderer(prepared.output)
-    summaries = replace_groups(
-        prepared.aws, prepared.kube, prepared.groups, prepared.settings_for, renderer.event, confirm=confirm
-    )
+    try:
+        summaries = replace_groups(
+            prepared.aws,
+            prepared.kube,
+            prepared.groups,
+            prepared.settings_for,
+            renderer.event,
+            confirm=confirm,
+        )
+    except KeyboardInterrupt:
+        # The lock is released by now; say where each group stands and both ways on.
+        for group in prepared.aws.groups([g.name for g in prepared.groups]):
+            for line in group_status(prepared.aws, prepared.kube, group).lines():
+                typer.echo(line, err=True)
+        raise
     renderer.summary([s.as_dict() for s in summaries])
 
 
@@ -129,33 +151,21 @@ def prepare(ctx: typer.Context) -> Prepared:
     }
     flags = {name: ctx.params[name] for name in given}
     top = {**ctx.params, **file.model_dump(exclude_none=True, exclude={"groups"}), **flags}
-    if top["output"] not in ("text", "json"):
-        raise UsageError(
-            f"--output: {top['output']!r} is not text or json", "pass --output text or --output json"
-        )
-    if bool(top["asg"]) == bool(top["asg_tag"]):
-        raise UsageError(
-            "name the groups with --asg NAME (repeatable) or --asg-tag KEY=VALUE", "pass exactly one"
-        )
-    if top["asg_tag"] is not None and "=" not in top["asg_tag"]:
-        raise UsageError(
-            f"--asg-tag: {top['asg_tag']!r} is not KEY=VALUE", "write it like --asg-tag role=workers"
-        )
+    output = checked_output(top["output"])
     dry_run = bool(ctx.params.get("dry_run"))
     groups_settings = {
         name: _settings({**ctx.params, **file.for_group(name), **flags}, dry_run) for name in file.groups
     }
     default_settings = _settings(top, dry_run)
-    aws = Aws(region=top["region"], profile=top["profile"])
-    kube = Kube(kubeconfig=top["kubeconfig"], context=top["context"])
-    for image in {settings.plan.image for settings in [default_settings, *groups_settings.values()]} - {None}:
-        aws.check_image(str(image))
-    if top["asg"]:
-        groups = aws.groups(list(top["asg"]), full=True)
-    else:
-        groups = aws.groups_by_tag(*str(top["asg_tag"]).split("=", 1))
-    _check_in_cluster(groups, kube)
-    return Prepared(aws, kube, groups, groups_settings, default_settings, top["output"])
+    images = {settings.plan.image for settings in [default_settings, *groups_settings.values()]} - {None}
+    aws, kube, groups = connect(top, images=images)
+    return Prepared(aws, kube, groups, groups_settings, default_settings, output)
+
+
+def checked_output(text: str) -> Format:
+    if text not in ("text", "json"):
+        raise UsageError(f"--output: {text!r} is not text or json", "pass --output text or --output json")
+    return "json" if text == "json" else "text"
 
 
 def _settings(options: dict[str, Any], dry_run: bool) -> RolloutSettings:
@@ -178,6 +188,8 @@ def _settings(options: dict[str, Any], dry_run: bool) -> RolloutSettings:
         lock_duration=duration(options["lock_duration"], "--lock-duration"),
         surge=_surge(None if options["surge"] is None else str(options["surge"])),
         max_unavailable=options["max_unavailable"],
+        canary=options["canary"],
+        on_failure=_on_failure(options["on_failure"]),
         dry_run=dry_run,
     )
 
@@ -191,6 +203,36 @@ def _surge(text: str | None) -> int | str | None:
             "write it like --surge 3 or --surge 25%",
         )
     return text if text.endswith("%") else int(text)
+
+
+def _on_failure(text: str) -> OnFailure:
+    if text not in ("rollback", "keep"):
+        raise UsageError(
+            f"--on-failure: {text!r} is not rollback or keep", "pass --on-failure rollback or keep"
+        )
+    return "rollback" if text == "rollback" else "keep"
+
+
+def connect(options: dict[str, Any], images: set[str | None] | None = None) -> tuple[Aws, Kube, list[Group]]:
+    """The clients and the groups named by --asg or --asg-tag, each checked (the AMIs too)."""
+    if bool(options["asg"]) == bool(options["asg_tag"]):
+        raise UsageError(
+            "name the groups with --asg NAME (repeatable) or --asg-tag KEY=VALUE", "pass exactly one"
+        )
+    if options["asg_tag"] is not None and "=" not in options["asg_tag"]:
+        raise UsageError(
+            f"--asg-tag: {options['asg_tag']!r} is not KEY=VALUE", "write it like --asg-tag role=workers"
+        )
+    aws = Aws(region=options["region"], profile=options["profile"])
+    kube = Kube(kubeconfig=options["kubeconfig"], context=options["context"])
+    for image in images or set():
+        aws.check_image(str(image))
+    if options["asg"]:
+        groups = aws.groups(list(options["asg"]), full=True)
+    else:
+        groups = aws.groups_by_tag(*str(options["asg_tag"]).split("=", 1))
+    _check_in_cluster(groups, kube)
+    return aws, kube, groups
 
 
 def _check_in_cluster(groups: list[Group], kube: Kube) -> None:

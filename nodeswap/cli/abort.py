@@ -1,0 +1,58 @@
+"""`nodeswap abort` (alias `rollback`): undo a group's rollout from whatever point it reached.
+
+Exit codes: 0 undone, or nothing to undo; 1 the undo could not finish (state as reported; run it again);
+2 bad usage; refused while another live run holds the group's lock (exit 1)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from nodeswap.cli.options import Asg, AsgTag, Context, Kubeconfig, Output, Profile, Region, Yes
+from nodeswap.cli.output import Renderer
+from nodeswap.cli.replace import checked_output, connect, duration
+from nodeswap.errors import OperationError
+from nodeswap.rollout import GroupRollout
+from nodeswap.run import Event, RolloutSettings
+from nodeswap.status import group_status
+
+
+def abort(  # noqa: PLR0917 - a Typer command: its parameters are the command line
+    asg: Asg = None,
+    asg_tag: AsgTag = None,
+    drain_timeout: Annotated[
+        str, typer.Option(help="Give up moving pods off the new nodes after this long.")
+    ] = "15m",
+    lock_duration: Annotated[str, typer.Option(help="How long the group's lock outlives this run.")] = "60s",
+    region: Region = None,
+    profile: Profile = None,
+    kubeconfig: Kubeconfig = None,
+    context: Context = None,
+    yes: Yes = False,
+    output: Output = "text",
+) -> None:
+    """Undo a rollout: un-fence the old nodes, remove the instances it launched, point the group back at
+    its launch template version, restore capacity and the processes nodeswap suspended."""
+    output = checked_output(output)
+    settings = RolloutSettings(
+        drain_timeout=duration(drain_timeout, "--drain-timeout"),
+        lock_duration=duration(lock_duration, "--lock-duration"),
+    )
+    aws, kube, groups = connect(locals())
+    renderer = Renderer(output)
+    for group in groups:
+        found = group_status(aws, kube, group)
+        if found.record is not None and not yes:
+            for line in found.lines():
+                typer.echo(line, err=True)
+            if not typer.confirm(f"undo the rollout of {group.name}?", default=False, err=True):
+                raise OperationError(
+                    "not confirmed; nothing was changed", "re-run and answer y, or pass --yes"
+                )
+        rollout = GroupRollout(aws, kube, settings, renderer.event)
+        with rollout.lock(group.name) as lock:
+            if not rollout.abort(aws.groups([group.name], full=True)[0], lock):
+                renderer.event(
+                    Event(group.name, "abort", "no rollout is recorded on the group: nothing to undo")
+                )

@@ -1,0 +1,447 @@
+"""The steps of a rollout, each a function of the ``Run``: surge, join, fence, drain (retiring each node
+once it is empty), settle and restore. Each re-reads the systems before it acts, so any of them can be
+run again after an interruption; each failure that leaves the cluster safe to undo is a ``StepFailed``.
+The order of the steps, and why, is in ``rollout``.
+"""
+
+from __future__ import annotations
+
+import queue
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from nodeswap.errors import OperationError
+from nodeswap.kube import RETIRING_TAINT, SCALE_DOWN_DISABLED, Eviction
+from nodeswap.model import Group, Node, Owner, Pod
+from nodeswap.plan import Action, budgets_of, decide, outdated, waves
+from nodeswap.run import Run
+
+# Marks the nodes whose scale-down-disabled annotation nodeswap set (the value is the rollout's id), so
+# restore removes only the marks of its own rollout.
+MARK_ANNOTATION = "nodeswap.io/scale-down-disabled"
+# Processes that would change the group under the rollout: zone rebalancing terminates instances,
+# alarms and scheduled actions change desired capacity.
+FIGHTING_PROCESSES = ("AZRebalance", "AlarmNotification", "ScheduledActions")
+# Auto Scaling has no watch: while waiting on it, the group is re-read at most this often (the cluster
+# is watched meanwhile), in one DescribeAutoScalingGroups call for the whole group.
+AWS_RECHECK_SECONDS = 5.0
+# A watch can die silently (a half-open connection): waits wake at least this often to look again.
+WAKE_SECONDS = 5.0
+# A refused eviction is tried again after a change in the cluster, but not more often than this.
+RETRY_SECONDS = 1.0
+# A new instance is given up on once it has gone this many times the group's measured launch-to-Ready
+# time, plus this margin, without a Ready node (well before --join-timeout for a bad image).
+STALL_FACTOR, STALL_MARGIN_SECONDS = 3.0, 30.0
+# How soon after a termination call its hook is first looked for (then twice as long each time).
+HOOK_FIRST_LOOK_SECONDS = 0.2
+# Termination hooks named so are nodeswap's to complete (besides the one named by --lifecycle-hook);
+# any other hook belongs to another tool, which nodeswap waits for.
+OWN_HOOK_PREFIX = "nodeswap"
+_LEAVING = ("Terminating", "Terminating:Wait")
+
+
+class StepFailed(OperationError):
+    """A step could not finish (new nodes never Ready, a drain past its timeout, a canary that is not
+    healthy); the cluster is safe and the wave can be rolled back."""
+
+
+def group_of(run: Run, *, full: bool = False) -> Group:
+    return run.aws.groups([run.name], full=full)[0]
+
+
+def outdated_now(run: Run, group: Group | None = None, *, leaving: bool = False) -> dict[str, str]:
+    """The instances the rollout still replaces (``leaving``: those on their way out), by its record."""
+    group = group or group_of(run)
+    selection = run.selection
+    if selection.replace_all or selection.older_than or selection.image:
+        group = run.aws.with_details(group)  # their launch times and images
+    return outdated(group, selection, datetime.now(UTC), leaving=leaving)
+
+
+def fenced(node: Node) -> bool:
+    return any(t.key == RETIRING_TAINT for t in node.taints)
+
+
+def next_wave(run: Run) -> tuple[list[str], bool]:
+    """The next wave, and whether it is the canary: an interrupted wave (its nodes fenced) first; the
+    canary (--canary) before any instance is retired."""
+    left = outdated_now(run)
+    first = {n.instance_id or "" for n in run.kube.nodes() if fenced(n)}
+    canary = run.settings.canary if not run.record.retired and not first & set(left) else None
+    found = waves(left, first, run.settings.surge, run.record.capacity.desired, canary)
+    return (found[0], canary is not None) if found else ([], False)
+
+
+def surge(run: Run, size: int) -> None:
+    """Suspend the processes that would fight the rollout, then raise desired by the wave's size."""
+    group = group_of(run)
+    run.aws.suspend(run.name, list(run.record.suspended))
+    target = run.record.capacity.desired + size
+    if group.desired < target:
+        run.aws.set_capacity(run.name, desired=target, max_size=max(group.max_size, target))
+        run.say("surge", f"desired {group.desired} -> {target}", desired=target)
+
+
+def join(run: Run) -> list[Node]:
+    """Wait until every up-to-date instance the group's desired capacity calls for is InService with its
+    node Ready; then keep cluster-autoscaler off those nodes. The cluster is watched; the group is
+    re-read every few seconds (sooner when a node turns Ready that the last read did not show)."""
+    deadline = time.monotonic() + run.settings.join_timeout.total_seconds()
+    stall = STALL_FACTOR * run.join_seconds + STALL_MARGIN_SECONDS
+    first_seen: dict[str, float] = {}  # new instance -> when this run first saw it in the group
+    group, read_at, old = group_of(run), time.monotonic(), outdated_now(run)
+    while True:
+        nodes = run.kube.nodes()
+        known = {i.id for i in group.instances if i.lifecycle_state == "InService"}
+        since = time.monotonic() - read_at
+        if since >= AWS_RECHECK_SECONDS or (
+            any(n.ready and n.instance_id not in known for n in nodes) and since >= 1
+        ):
+            group, read_at, old = group_of(run), time.monotonic(), outdated_now(run)
+        ready_ids = {n.instance_id for n in nodes if n.ready}
+        if run.settings.launch_hook:
+            _release_launches(run, group, ready_ids)
+        new = [i for i in group.instances if i.serving and i.id not in old]
+        for instance in new:
+            first_seen.setdefault(instance.id, time.monotonic())
+        launched = {i.id for i in new if run.record.launched_by(i)}
+        if launched - set(run.record.launched):  # recorded at once, for an undo
+            run.update(launched=tuple(sorted(launched | set(run.record.launched))))
+        ready = [
+            n
+            for n in nodes
+            if n.ready and n.instance_id in {i.id for i in new if i.lifecycle_state == "InService"}
+        ]
+        if len(ready) >= group.desired - len(old):
+            for node in ready:
+                if SCALE_DOWN_DISABLED not in node.annotations:
+                    run.kube.annotate(
+                        node.name, {SCALE_DOWN_DISABLED: "true", MARK_ANNOTATION: run.record.run}
+                    )
+            run.say("join", f"{len(ready)} new nodes Ready", nodes=[n.name for n in ready])
+            return ready
+        now = time.monotonic()
+        stalled = [i for i in new if i.id not in ready_ids and now - first_seen[i.id] > stall]
+        if stalled or now > deadline:
+            by_instance = {n.instance_id: n for n in nodes}
+            waiting = [i for i in new if i.id not in ready_ids]
+            lines = [
+                f"{i.id} ({i.lifecycle_state} {now - first_seen[i.id]:.0f} s, "
+                + (
+                    f"node {registered.name} NotReady)"
+                    if (registered := by_instance.get(i.id))
+                    else "no node registered)"
+                )
+                for i in waiting
+            ]
+            limit = (
+                f"{stall:.0f} s (3x the group's launch-to-Ready time + 30 s)"
+                if stalled
+                else str(run.settings.join_timeout)
+            )
+            raise StepFailed(
+                f"new instances did not become Ready nodes within {limit}: " + ", ".join(lines),
+                "check the new image (kubectl get nodes; the instances' console output: "
+                "aws ec2 get-console-output --instance-id ...)",
+            )
+        _wait(run.changes, min(AWS_RECHECK_SECONDS, deadline - now))
+
+
+def _release_launches(run: Run, group: Group, ready: set[str | None]) -> None:
+    """Own the launch hook (--launch-hook): CONTINUE it for each new instance whose node is Ready."""
+    for instance in group.instances:
+        pending = instance.lifecycle_state == "Pending:Wait" and instance.id in ready
+        if pending and run.aws.complete(run.name, run.settings.launch_hook or "", instance.id):
+            run.say("join", f"completed launch hook for {instance.id}: its node is Ready")
+
+
+def check_canary(run: Run, nodes: list[Node]) -> None:
+    """The canary's nodes run every DaemonSet the group's nodes run, Ready, and every pod on them is
+    Ready: else the rollout stops before the next wave (within --join-timeout)."""
+    names = {n.name for n in nodes}
+    deadline = time.monotonic() + run.settings.join_timeout.total_seconds()
+    while True:
+        pods = run.kube.pods()
+        daemonsets = {
+            p.owner for p in pods if p.owner and p.owner.kind == "DaemonSet" and p.node not in names
+        }
+        unhealthy = [
+            f"{node}: {what}"
+            for node in sorted(names)
+            for what in _unhealthy_on(node, [p for p in pods if p.node == node], daemonsets)
+        ]
+        if not unhealthy:
+            run.say("canary", f"canary nodes healthy: {', '.join(sorted(names))}")
+            return
+        if time.monotonic() > deadline:
+            raise StepFailed(
+                "the canary's nodes are not healthy: " + "; ".join(unhealthy),
+                "check the new image with the canary's nodes (kubectl describe node/pod)",
+            )
+        _wait(run.changes, min(WAKE_SECONDS, deadline - time.monotonic()))
+
+
+def _unhealthy_on(node: str, pods: list[Pod], daemonsets: set[Owner]) -> list[str]:
+    running = {p.owner for p in pods if p.ready}
+    missing = [f"DaemonSet {o.name} not Ready" for o in sorted(daemonsets, key=str) if o not in running]
+    return missing + [f"pod {p.key} not Ready" for p in pods if not p.ready and p.phase not in _DONE]
+
+
+_DONE = ("Succeeded", "Failed")
+
+
+def fence(run: Run, nodes: list[str]) -> None:
+    """Taint and cordon every old node of the wave before the first eviction of the wave."""
+    for node in nodes:
+        run.kube.fence(node, run.record.run)
+        run.kube.event(node, "NodeswapFenced", "nodeswap: tainted and cordoned; its pods will be evicted")
+    run.say("fence", f"tainted and cordoned {len(nodes)} nodes", nodes=nodes)
+
+
+@dataclass
+class Drain:
+    """Evict the pods of fenced nodes, ``cap`` nodes at a time, and retire each node (terminate its
+    instance, complete nodeswap's hook) once nothing but DaemonSet, mirror and finished pods is left."""
+
+    run: Run
+    hooks: Hooks
+    blocked_since: dict[str, float] = field(default_factory=dict)  # budget -> refusing since
+    refused: dict[str, tuple[float, str]] = field(default_factory=dict)  # pod uid -> (when, budget)
+
+    def __call__(self, wave: list[str], nodes: dict[str, str], cap: int) -> None:
+        run = self.run
+        deadline = time.monotonic() + run.settings.drain_timeout.total_seconds()
+        waiting, active = list(wave), list[str]()
+        while waiting or active:
+            while waiting and len(active) < cap:
+                active.append(waiting.pop(0))
+            run.lock.check()
+            listed = run.kube.pods()  # one cluster-wide list per wake-up, not one per node in flight
+            staying = {
+                i: keeping(run, [p for p in listed if i in nodes and p.node == nodes[i]]) for i in active
+            }
+            for instance in [i for i in active if not staying[i]]:
+                retire(run, instance, nodes.get(instance), self.hooks)
+                active.remove(instance)
+            pods = [p for i in active for p in staying[i]]
+            if not pods:
+                continue
+            stuck = [d for d in (decide(p, run.settings.plan) for p in pods) if d.action is Action.BLOCK]
+            if stuck:
+                raise StepFailed(
+                    "pods that cannot be evicted are on nodes being drained: "
+                    + "; ".join(f"{d.pod.key}: {d.reason} ({d.remedy})" for d in stuck),
+                    "deal with those pods (or pass the flag named)",
+                )
+            if time.monotonic() > deadline:
+                raise StepFailed(self._stuck(pods), "relax or fix what blocks them")
+            self._evict_due(pods)
+            self.hooks.poll()
+            now = time.monotonic()
+            retry_at = min(
+                (
+                    self.refused[p.uid][0] + RETRY_SECONDS
+                    for p in pods
+                    if p.uid in self.refused and not p.deleting
+                ),
+                default=now + WAKE_SECONDS,
+            )
+            _wait(run.changes, min(WAKE_SECONDS, retry_at - now, deadline - now))
+        for budget in list(self.blocked_since):
+            self._waited(budget)
+
+    def _evict_due(self, pods: list[Pod]) -> None:
+        """Evict each pod not yet terminating whose last refusal is older than RETRY_SECONDS."""
+        run = self.run
+        for pod in pods:
+            last = self.refused.get(pod.uid)
+            if pod.deleting or (last and time.monotonic() - last[0] < RETRY_SECONDS):
+                continue
+            result = run.kube.evict(pod, run.settings.grace_period)
+            if result.outcome is Eviction.EVICTED:
+                run.summary.evicted += 1
+                run.summary.moved.append(pod)
+                run.say("drain", f"evicted {pod.key}", pod=pod.key)
+                if last and last[1] in self.blocked_since:
+                    self._waited(last[1])
+                self.refused.pop(pod.uid, None)
+            elif result.outcome is Eviction.BLOCKED:
+                budget = result.budget or "a PodDisruptionBudget"
+                if budget not in self.blocked_since:
+                    self.blocked_since[budget] = time.monotonic()
+                    run.say("drain", f"waiting on PDB {budget}: {result.message}", pod=pod.key)
+                self.refused[pod.uid] = (time.monotonic(), budget)
+            elif result.outcome is Eviction.THROTTLED:
+                self.refused[pod.uid] = (time.monotonic(), "")
+            elif result.outcome is Eviction.MISCONFIGURED:
+                raise StepFailed(
+                    f"cannot evict {pod.key}: {result.message}",
+                    "make the PodDisruptionBudgets' selectors disjoint",
+                )
+
+    def _waited(self, budget: str) -> None:
+        waits = self.run.summary.waited_on_budgets
+        waits[budget] = waits.get(budget, 0.0) + time.monotonic() - self.blocked_since.pop(budget)
+
+    def _stuck(self, pods: list[Pod]) -> str:
+        by_cause: dict[str, list[str]] = defaultdict(list)
+        for pod in pods:
+            by_cause["still terminating" if pod.deleting else "eviction refused"].append(pod.key)
+        lines = [f"  {cause}: {', '.join(sorted(keys))}" for cause, keys in by_cause.items()]
+        lines += [f"  waiting on PDB {budget}" for budget in self.blocked_since]
+        return (
+            f"the drain did not finish within {self.run.settings.drain_timeout}; pods still on the nodes:\n"
+            + "\n".join(lines)
+        )
+
+
+def keeping(run: Run, pods: list[Pod]) -> list[Pod]:
+    """The pods keeping a node from being retired: all but DaemonSet, mirror and finished pods."""
+    return [
+        p for p in pods if decide(p, run.settings.plan).action is not Action.SKIP and p.phase not in _DONE
+    ]
+
+
+def retire(run: Run, instance: str, node: str | None, hooks: Hooks) -> None:
+    """Terminate a drained instance without a replacement (desired goes down by one); its termination
+    hook is completed once pending. The Node object is left for the kubelet and other tools."""
+    run.lock.check()
+    if node is not None:
+        run.kube.event(node, "NodeswapRetiring", f"nodeswap: drained; terminating {instance}")
+    run.update(retired=(*run.record.retired, instance))
+    run.aws.terminate(instance)
+    hooks.terminated(instance)
+    run.summary.replaced.append(instance)
+    run.say("retire", f"terminated {instance}", instance=instance)
+
+
+class Hooks:
+    """The termination hooks of the instances nodeswap terminates. nodeswap completes only its own
+    (--lifecycle-hook, or named ``nodeswap*``), once its node is drained; another tool's hook is left to
+    that tool, and nodeswap waits (bounded) for the instance to go."""
+
+    def __init__(self, run: Run) -> None:
+        self.run = run
+        hooks = [h for h in group_of(run, full=True).hooks if h.terminating]
+        named = run.settings.lifecycle_hook
+        self.own = [
+            h.name for h in hooks if h.name == named or (not named and h.name.startswith(OWN_HOOK_PREFIX))
+        ]
+        self.others = [h.name for h in hooks if h.name not in self.own]
+        self.leaving: set[str] = set()  # terminated by this rollout, not yet past their hooks
+        self.completed: set[tuple[str, str]] = set()  # (instance, hook)
+        self._read_at, self._delay = 0.0, HOOK_FIRST_LOOK_SECONDS
+
+    def terminated(self, instance: str) -> None:
+        # Its action becomes pending a moment after the call (or after the target groups' deregistration
+        # delay): looked for soon, then less and less often.
+        self.leaving.add(instance)
+        self._read_at, self._delay = 0.0, HOOK_FIRST_LOOK_SECONDS
+        self.poll()
+
+    def leftovers(self) -> None:
+        """Take over the hooks an interrupted run left waiting: the outdated instances on their way out
+        whose nodes hold nothing evictable (one still holding pods is left alone: another tool may be
+        draining it)."""
+        node_of = {n.instance_id: n.name for n in self.run.kube.nodes()}
+        pods = self.run.kube.pods()
+        for instance in outdated_now(self.run, leaving=True):
+            node = node_of.get(instance)
+            if not (node and keeping(self.run, [p for p in pods if p.node == node])):
+                self.leaving.add(instance)
+        self.poll()
+
+    def poll(self) -> None:
+        """Complete nodeswap's hook of each instance waiting on it; forget instances that are gone. At
+        most one group read per AWS_RECHECK_SECONDS: Auto Scaling has no watch."""
+        if not self.leaving or time.monotonic() - self._read_at < self._delay:
+            return
+        self._read_at, self._delay = time.monotonic(), min(self._delay * 2, AWS_RECHECK_SECONDS)
+        group = group_of(self.run)
+        for instance in sorted(self.leaving):
+            state = group.instance(instance)
+            if state is None or state.lifecycle_state not in _LEAVING:
+                self.leaving.discard(instance)
+            elif state.lifecycle_state == "Terminating:Wait":
+                # A target group's deregistration delay can keep the action from being pending for
+                # minutes after the termination call: asked again at the next poll until it is.
+                for hook in self.own:
+                    if (instance, hook) not in self.completed and self.run.aws.complete(
+                        self.run.name, hook, instance
+                    ):
+                        self.completed.add((instance, hook))
+
+    def wait(self) -> None:
+        """Wait until every instance this rollout terminated is past its hooks, at most --drain-timeout:
+        another tool's hook that outlasts it ends at its heartbeat timeout, as reported."""
+        deadline = time.monotonic() + self.run.settings.drain_timeout.total_seconds()
+        while self.leaving and time.monotonic() < deadline:
+            self.poll()
+            if self.leaving:
+                # Auto Scaling has no watch: the next look is due after the poll's delay.
+                time.sleep(max(0.0, min(self._read_at + self._delay, deadline) - time.monotonic()))
+        if self.leaving:
+            waiting = ", ".join(sorted(self.leaving))
+            owners = ", ".join(self.others) or "its hooks"
+            self.run.say(
+                "retire",
+                f"{waiting} still wait on {owners} (another tool's hook); each ends at its heartbeat timeout",
+            )
+
+
+def settle(run: Run) -> None:
+    """Wait until the budgets of the moved pods are fully healthy again, so the rollout ends with its
+    workloads at strength; past --drain-timeout, say which are not and finish anyway."""
+    deadline = time.monotonic() + run.settings.drain_timeout.total_seconds()
+    while True:
+        short = [
+            b
+            for b in run.kube.budgets()
+            if any(b in budgets_of(p, [b]) for p in run.summary.moved) and b.current_healthy < b.expected_pods
+        ]
+        if not short:
+            return
+        if time.monotonic() > deadline:
+            names = ", ".join(f"{b.key} ({b.current_healthy}/{b.expected_pods})" for b in short)
+            run.say("settle", f"not all moved workloads are healthy yet: {names}")
+            return
+        _wait(run.changes, min(WAKE_SECONDS, deadline - time.monotonic()))
+
+
+def restore(run: Run) -> None:
+    """Undo the rollout's marks on the group and the cluster: MaxSize, the processes nodeswap
+    suspended (only those), this rollout's scale-down marks; then remove the record."""
+    group = group_of(run)
+    original = run.record.capacity
+    # If Auto Scaling replaced an old instance itself, desired is above the original: keep MaxSize
+    # large enough for it and say so, rather than terminate a node that was never drained.
+    max_size = max(original.max_size, group.desired)
+    run.summary.max_size_changed = group.max_size != original.max_size
+    if group.max_size != max_size:
+        run.aws.set_capacity(run.name, max_size=max_size)
+    run.aws.resume(run.name, list(run.record.suspended))
+    for node in run.kube.nodes():
+        if node.annotations.get(MARK_ANNOTATION) == run.record.run:
+            run.kube.annotate(node.name, {SCALE_DOWN_DISABLED: None, MARK_ANNOTATION: None})
+    run.store.remove(run.name)
+    message = f"restored MaxSize {max_size} and the processes nodeswap suspended"
+    if group.desired != original.desired:
+        message += f"; desired is {group.desired}, it was {original.desired}: set it back when convenient"
+    run.say("restore", message)
+    run.summary.launch = group.launch.describe()
+    run.summary.image = run.aws.image_of(group.launch)
+
+
+def _wait(changes: queue.Queue[str], seconds: float) -> None:
+    """Block until something in the cluster changes (or ``seconds`` pass), then drop the backlog."""
+    try:
+        changes.get(timeout=max(seconds, 0.0))
+    except queue.Empty:
+        return
+    while True:
+        try:
+            changes.get_nowait()
+        except queue.Empty:
+            return
