@@ -71,6 +71,30 @@ def test_a_bad_image_is_rolled_back_and_the_group_is_as_before(
     assert_as_before(world, before)
 
 
+def test_on_failure_keep_leaves_the_wave_for_inspection_then_abort_undoes_it(
+    start_sandbox: Callable[..., SandboxClient], tmp_path: Path
+) -> None:
+    world = start_sandbox(
+        **demo_scenario(kubernetes={**demo_scenario()["kubernetes"], "never_join": ["new"]})
+    )
+    cli = Cli(world, tmp_path)
+    before = world.group()
+    command = ["replace", "--asg", "workers", "--ami", cli.new_image(), "--yes", "--join-timeout", "5s"]
+    result = cli(*command, "--on-failure", "keep")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "kept as it is for inspection" in result.stderr
+    assert "nodeswap abort --asg workers" in result.stderr
+    assert world.group()["DesiredCapacity"] == 6  # left surged, as asked
+    status = cli("status", "--asg", "workers", "--output", "json")
+    (group,) = json.loads(status.stdout)["groups"]
+    assert (group["state"], group["phase"]) == ("interrupted", "failed")
+    assert "did not become Ready nodes" in group["failure"]
+    assert len(group["launched"]) == 3
+    undone = cli("abort", "--asg", "workers", "--yes")
+    assert undone.returncode == 0, undone.stdout + undone.stderr
+    assert_as_before(world, before)
+
+
 def test_a_canary_limits_a_bad_image_to_its_wave(
     start_sandbox: Callable[..., SandboxClient], tmp_path: Path
 ) -> None:

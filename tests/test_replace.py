@@ -5,6 +5,7 @@ while the first holds the lock; nothing-to-do exits 0."""
 
 from __future__ import annotations
 
+import json
 import signal
 import threading
 from collections.abc import Callable
@@ -45,6 +46,35 @@ def test_json_output_is_one_event_per_line_and_a_summary(world: SandboxClient, c
     (summary,) = lines[-1]["summary"]
     assert summary["nodes_replaced"] == 3
     assert set(summary["phase_seconds"]) == {"surge", "join", "fence", "drain", "settle", "restore"}
+    assert summary["dry_run"] is False
+    assert summary["launch"].endswith("version 2")
+    assert summary["image"] == cli.new_image()
+    assert summary["max_size_changed"] is False  # 3 + 3 fits the MaxSize of 6
+    # The budget that set the pace is the one that held evictions back longest, each by its own wait.
+    waits = summary["waited_on_budgets_seconds"]
+    assert summary["paced_by"] == max(waits, key=waits.__getitem__) == "default/web"
+    assert waits["default/web"] > waits.get("default/db", 0)
+
+
+def test_the_summary_says_maxsize_was_raised(world: SandboxClient, cli: Cli) -> None:
+    world.autoscaling.update_auto_scaling_group(AutoScalingGroupName="workers", MaxSize=3)
+    result = cli("replace", "--asg", "workers", "--ami", cli.new_image(), "--yes")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "MaxSize was raised during the rollout and restored" in result.stdout
+    assert world.group()["MaxSize"] == 3
+
+
+def test_a_lock_that_cannot_be_released_does_not_fail_a_finished_run(world: SandboxClient, cli: Cli) -> None:
+    world.admin(
+        "PUT", "faults", [{"api": "kube", "operations": ["delete:leases"], "error": "drop", "rate": 1}]
+    )
+    result = cli("replace", "--asg", "workers", "--ami", cli.new_image(), "--yes")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "could not release the lock nodeswap-workers" in result.stdout
+    world.admin("PUT", "faults", [])
+    again = cli("replace", "--asg", "workers", "--yes")  # the lock left behind blocks nothing
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "took over the lock" in again.stdout
 
 
 def test_dry_run_changes_nothing(world: SandboxClient, cli: Cli) -> None:
@@ -55,7 +85,11 @@ def test_dry_run_changes_nothing(world: SandboxClient, cli: Cli) -> None:
     result = cli("replace", "--asg", "workers", "--dry-run")
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("replace i-") == 3
+    assert "workers: dry run, nothing was changed" in result.stdout
     assert changes(ours(world)) == []
+    as_json = cli("replace", "--asg", "workers", "--dry-run", "--output", "json")
+    (summary,) = yaml.safe_load(as_json.stdout.splitlines()[-1])["summary"]
+    assert summary["dry_run"] is True
 
 
 @pytest.mark.parametrize(
@@ -189,9 +223,14 @@ def test_a_second_run_is_refused_while_the_first_holds_the_lock(world: SandboxCl
     renewer.start()
     try:
         result = cli("replace", "--asg", "workers", "--ami", cli.new_image(), "--yes")
+        status = cli("status", "--asg", "workers", "--output", "json")
     finally:
         stop.set()
         renewer.join()
+    assert status.returncode == 0, status.stderr
+    (group,) = json.loads(status.stdout)["groups"]
+    assert group["state"] == "running"
+    assert group["lock"]["holder"] == "ops-laptop/4242/abcd"
     assert result.returncode == 1, result.stdout + result.stderr
     assert "is being worked on by ops-laptop/4242/abcd" in result.stderr
     assert "replace i-" not in result.stdout  # no plan printed for a run that cannot go ahead
