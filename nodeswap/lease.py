@@ -84,7 +84,7 @@ class Lock:
                 continue  # created by another run at the same moment: look at it
             spec, version = current.spec, current.metadata.resource_version
             holder, duration = spec.holder_identity or "", float(spec.lease_duration_seconds or 0)
-            if holder != self.holder and not holder_gone(holder):
+            if holder and holder != self.holder and not holder_gone(holder):  # an empty holder: free
                 if seen is not None and seen[0] != version:
                     raise OperationError(
                         f"group {self.group} is being worked on by {holder}: its lock {self.name} in "
@@ -104,8 +104,9 @@ class Lock:
             if self.kube.write_lease(self._lease(version), create=False) is None:
                 continue  # another run wrote it first: look again
             self._renewed = time.monotonic()
-            why = "its process is gone" if holder_gone(holder) else f"not renewed for {duration:.0f} s"
-            self.say(f"took over the lock of {holder}: {why}")
+            if holder:
+                why = "its process is gone" if holder_gone(holder) else f"not renewed for {duration:.0f} s"
+                self.say(f"took over the lock of {holder}: {why}")
             return
 
     def _lease(self, version: str | None = None) -> client.V1Lease:

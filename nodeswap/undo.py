@@ -13,8 +13,9 @@ What cannot be undone (old instances already retired) is said, not hidden.
 
 from __future__ import annotations
 
+from nodeswap.errors import OperationError
 from nodeswap.run import Run
-from nodeswap.steps import Drain, Hooks, fence, fenced, group_of, keeping, restore
+from nodeswap.steps import Drain, Hooks, StepFailed, fence, fenced, group_of, keeping, restore
 
 
 def roll_back(run: Run) -> None:
@@ -46,9 +47,19 @@ def roll_back(run: Run) -> None:
     leaving = sorted(held, key=lambda i: (held[i], i))[: max(group.desired - record.capacity.desired, 0)]
     if leaving:
         names = {i: found.name for i in leaving if (found := nodes.get(i)) is not None}
-        if any(held[i] for i in leaving):
-            fence(run, [names[i] for i in leaving if held[i]])
-        Drain(run, hooks)(leaving, names, cap=len(leaving))
+        moving = [names[i] for i in leaving if held[i]]
+        if moving:
+            fence(run, moving)
+        try:
+            Drain(run, hooks)(leaving, names, cap=len(leaving))
+        except StepFailed as failure:
+            for node in moving:  # serving again until the next try, rather than fenced and half-drained
+                run.kube.unfence(node)
+            raise OperationError(
+                f"the rollback could not move the pods off the new nodes back to the old ones: "
+                f"{failure.message}",
+                f"{failure.remedy}, then undo the rest: nodeswap abort --asg {run.name}",
+            ) from failure
     _point_back(run)
     hooks.wait()
     restore(run)

@@ -46,6 +46,27 @@ def launched_version(world: SandboxClient) -> str:
     return str(version)
 
 
+def assert_undone(world: SandboxClient, before: dict[str, Any], retired: list[str], said: str) -> None:
+    """Undone as far as it can be: the group at its capacity and launching the old image again, every old
+    instance not retired serving again (what was retired is said, not hidden), no trace of nodeswap."""
+    world.sandbox.scheduler.settle(5)
+    group = world.group()
+    assert (group["MinSize"], group["MaxSize"], group["DesiredCapacity"]) == (3, 6, 3)
+    assert group["SuspendedProcesses"] == before["SuspendedProcesses"]
+    assert launched_version(world) == "1"
+    serving = {i["InstanceId"] for i in group["Instances"] if i["LifecycleState"] == "InService"}
+    assert len(serving) == 3
+    assert {i["InstanceId"] for i in before["Instances"]} - set(retired) <= serving
+    assert ("cannot be brought back" in said) == bool(retired)
+    assert_no_trace(world)
+    apps = client.AppsV1Api(world.kube())
+    for deployment in apps.list_namespaced_deployment("default").items:
+        assert deployment.status.ready_replicas == deployment.spec.replicas
+    report = world.admin("GET", "report")
+    assert report["pdb_violations"] == []
+    assert report["lost_pods"] == []
+
+
 def assert_as_before(world: SandboxClient, before: dict[str, Any]) -> None:
     """Undone: the same instances serving on the old image, the group and the cluster as they were."""
     serving = {i["InstanceId"] for i in world.group()["Instances"] if i["LifecycleState"] == "InService"}
@@ -150,6 +171,40 @@ def test_a_drain_past_its_timeout_rolls_its_wave_back(world: SandboxClient, cli:
     assert_as_before(world, before)
 
 
+def test_a_rollback_that_cannot_move_pods_back_says_so_and_abort_finishes_it(
+    world: SandboxClient, cli: Cli
+) -> None:
+    """The drain passes its timeout with pods already moved to the new nodes, and a pod no one may
+    evict has landed there too: the rollback cannot empty the new nodes; it says so, leaves them
+    serving, and `abort` finishes once that pod is dealt with."""
+    before = world.group()
+    core = client.CoreV1Api(world.kube())
+    command = ["replace", "--asg", "workers", "--ami", cli.new_image(), "--yes", "--drain-timeout", "3s"]
+    run = start_until(world, cli, command, request("kube", "eviction"))
+    old = {i["InstanceId"] for i in before["Instances"]}
+    new = next(n for n in core.list_node().items if n.spec.provider_id.rsplit("/", 1)[1] not in old)
+    bare = client.V1Pod(
+        metadata=client.V1ObjectMeta(name="scratch"),
+        spec=client.V1PodSpec(
+            node_name=new.metadata.name, containers=[client.V1Container(name="c", image="x")]
+        ),
+    )
+    core.create_namespaced_pod("default", bare)
+    stdout, stderr = run.communicate(timeout=180)
+    assert run.returncode == 1, stdout + stderr
+    assert "the drain did not finish within 0:00:03" in stdout  # the wave's failure, then the rollback
+    assert "the rollback could not move the pods off the new nodes" in stderr
+    assert "default/scratch: declares no controller" in stderr
+    assert "nodeswap abort --asg workers" in stderr
+    status = cli("status", "--asg", "workers", "--output", "json")
+    (group,) = json.loads(status.stdout)["groups"]
+    assert (group["state"], group["phase"], group["fenced_nodes"]) == ("interrupted", "rollback", [])
+    core.delete_namespaced_pod("scratch", "default", grace_period_seconds=0)
+    undone = cli("abort", "--asg", "workers", "--yes")
+    assert undone.returncode == 0, undone.stdout + undone.stderr
+    assert_undone(world, before, group["retired"], undone.stdout)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "point",
@@ -180,27 +235,7 @@ def test_abort_after_a_kill_at_any_phase_leaves_a_consistent_group(
     result = cli("abort", "--asg", "workers", "--yes")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "its process is gone" in result.stdout  # the killed run's lock, taken over at once
-    world.sandbox.scheduler.settle(5)
-    group_now = world.group()
-    assert (group_now["MinSize"], group_now["MaxSize"], group_now["DesiredCapacity"]) == (3, 6, 3)
-    assert group_now["SuspendedProcesses"] == before["SuspendedProcesses"]
-    assert launched_version(world) == "1"
-    serving = {i["InstanceId"] for i in group_now["Instances"] if i["LifecycleState"] == "InService"}
-    assert len(serving) == 3
-    # Every old instance not retired serves again; what was retired is said, not hidden.
-    assert {i["InstanceId"] for i in before["Instances"]} - set(retired) <= serving
-    if retired:
-        assert "cannot be brought back" in result.stdout
-    assert_no_trace(world)
-    core = client.CoreV1Api(world.kube())
-    nodes = {n.spec.provider_id.rsplit("/", 1)[1]: n for n in core.list_node().items}
-    assert all(not nodes[i].spec.unschedulable for i in serving)
-    apps = client.AppsV1Api(world.kube())
-    for deployment in apps.list_namespaced_deployment("default").items:
-        assert deployment.status.ready_replicas == deployment.spec.replicas
-    report = world.admin("GET", "report")
-    assert report["pdb_violations"] == []
-    assert report["lost_pods"] == []
+    assert_undone(world, before, retired, result.stdout)
     assert cli("status", "--asg", "workers").returncode == 0
 
 
