@@ -1,6 +1,9 @@
 """A replacement of the larger rehearsal, measured against its lower bound, in one run.
 
-Run: python benchmarks/rollout_large.py [--scenario configs/rehearsal-large.yaml]
+Run: python benchmarks/rollout_large.py [--scenario configs/rehearsal-large.yaml] [--faults RATE]
+
+With ``--faults 0.1`` both APIs misbehave throughout, each kind at that rate: Kubernetes answers 500, 503
+and 429 and drops connections, Auto Scaling and EC2 throttle.
 
 The lower bound is what the cluster itself imposes: new instances boot, join and become Ready, then
 the slowest PDB moves its pods in waves of ``disruptionsAllowed`` at full strength, each wave waiting
@@ -19,13 +22,14 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from nodeswap.aws import Aws
 from nodeswap.kube import Kube
 from nodeswap.plan import Settings
-from nodeswap.rollout import RolloutSettings, plan_groups, replace_groups
-from nodeswap.sandbox.scenario import Scenario, load_scenario
+from nodeswap.rollout import plan_groups, replace_groups
+from nodeswap.run import RolloutSettings
+from nodeswap.sandbox.scenario import FaultError, FaultSpec, Scenario, load_scenario
 from nodeswap.sandbox.server import Sandbox
 
 DEFAULT = Path(__file__).resolve().parents[1] / "configs" / "rehearsal-large.yaml"
@@ -35,7 +39,7 @@ def _scaled(value: int | str, total: int) -> int:
     return value if isinstance(value, int) else math.ceil(int(value.rstrip("%")) * total / 100)
 
 
-def lower_bound(scenario: Scenario) -> dict[str, float]:
+def lower_bound(scenario: Scenario) -> dict[str, float | str]:
     kube = scenario.kubernetes
     join = scenario.timing.boot_seconds + kube.join_seconds + kube.node_ready_seconds
     workloads = {
@@ -63,7 +67,7 @@ def lower_bound(scenario: Scenario) -> dict[str, float]:
     return {
         "join_seconds": join,
         "slowest_pdb": slowest,
-        "pdb_waves_seconds": waves[slowest],  # type: ignore[dict-item]
+        "pdb_waves_seconds": waves[slowest],
         "lower_bound_seconds": join + waves[slowest],
     }
 
@@ -71,10 +75,17 @@ def lower_bound(scenario: Scenario) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--scenario", type=Path, default=DEFAULT)
+    parser.add_argument("--faults", type=float, default=0.0, help="rate of each injected fault")
     args = parser.parse_args()
     scenario = load_scenario(args.scenario)
     sandbox = Sandbox(scenario)
     sandbox.start()
+    if args.faults:
+        kinds: list[tuple[Literal["aws", "kube"], FaultError]] = [
+            ("kube", "internal"), ("kube", "unavailable"), ("kube", "throttle"), ("kube", "drop"),
+            ("aws", "throttle"),
+        ]  # fmt: skip
+        sandbox.faults.replace([FaultSpec(api=api, error=error, rate=args.faults) for api, error in kinds])
     try:
         os.environ.update(sandbox.environment())
         with tempfile.TemporaryDirectory() as directory:
@@ -108,6 +119,7 @@ def main() -> None:
         "pdb_violations": len(report["pdb_violations"]),
         "lost_pods": len(report["lost_pods"]),
         "api_requests": len(report["requests"]),
+        "faults_injected": sum(1 for r in report["requests"] if r.get("fault")),
     }
     print(json.dumps(result, indent=2))
 

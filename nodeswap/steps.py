@@ -128,7 +128,7 @@ def join(run: Run) -> list[Node]:
             by_instance = {n.instance_id: n for n in nodes}
             waiting = [i for i in new if i.id not in ready_ids]
             lines = [
-                f"{i.id} ({i.lifecycle_state} {now - first_seen[i.id]:.0f} s, "
+                f"{i.id} ({i.lifecycle_state}, launched {now - first_seen[i.id]:.0f} s ago, "
                 + (
                     f"node {registered.name} NotReady)"
                     if (registered := by_instance.get(i.id))
