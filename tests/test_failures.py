@@ -250,6 +250,10 @@ def test_a_rerun_with_other_options_is_refused_and_changes_nothing(world: Sandbo
     first.kill()
     first.communicate()
     mutations = len(changes(ours(world)))
+    planned = cli("plan", "--asg", "workers", "--all", "--output", "json")
+    (group,) = json.loads(planned.stdout)["groups"]
+    assert group["interrupted_rollout"]["continue_command"] == "nodeswap replace --asg workers --all --yes"
+    assert planned.returncode == 0, planned.stdout + planned.stderr  # the same options: it may go on
     for other in (["--yes"], ["--older-than", "7d", "--yes"], ["--all", "--surge", "1", "--yes"]):
         result = cli("replace", "--asg", "workers", *other)
         assert result.returncode == 3, result.stdout + result.stderr
@@ -371,6 +375,28 @@ def test_another_tools_termination_hook_is_left_to_its_owner(
     }
     assert hooks == {"nodeswap-drain"}  # never the log shipper's
     assert sorted(completed) == sorted(i["InstanceId"] for i in before["Instances"])
+    assert_converged(world, before, "2")
+
+
+def test_hooks_pending_only_after_a_deregistration_delay_are_still_completed(
+    start_sandbox: Callable[..., SandboxClient], tmp_path: Path
+) -> None:
+    """Behind a target group, a terminated instance drains its connections before its hook is pending:
+    nodeswap keeps looking until it is, and completes it."""
+    scenario = demo_scenario()
+    scenario["groups"][0]["target_group"] = {"name": "web", "deregistration_delay": 4}
+    world = start_sandbox(**scenario)
+    cli = Cli(world, tmp_path)
+    before = world.group()
+    result = cli("replace", "--asg", "workers", "--ami", cli.new_image(), "--yes")
+    assert result.returncode == 0, result.stdout + result.stderr
+    completed = [
+        r["target"]["InstanceId"][0]
+        for r in ours(world)
+        if r["operation"] == "CompleteLifecycleAction" and r["status"] == 200
+    ]
+    assert sorted(completed) == sorted(i["InstanceId"] for i in before["Instances"])
+    assert not [i for i in world.group()["Instances"] if i["LifecycleState"].startswith("Terminating")]
     assert_converged(world, before, "2")
 
 
