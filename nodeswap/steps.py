@@ -40,6 +40,7 @@ HOOK_FIRST_LOOK_SECONDS = 0.2
 # any other hook belongs to another tool, which nodeswap waits for.
 OWN_HOOK_PREFIX = "nodeswap"
 _LEAVING = ("Terminating", "Terminating:Wait")
+_DONE = ("Succeeded", "Failed")
 
 
 class StepFailed(OperationError):
@@ -170,7 +171,7 @@ def check_canary(run: Run, nodes: list[Node]) -> None:
         unhealthy = [
             f"{node}: {what}"
             for node in sorted(names)
-            for what in _unhealthy_on(node, [p for p in pods if p.node == node], daemonsets)
+            for what in _unhealthy_on([p for p in pods if p.node == node], daemonsets)
         ]
         if not unhealthy:
             run.say("canary", f"canary nodes healthy: {', '.join(sorted(names))}")
@@ -183,13 +184,11 @@ def check_canary(run: Run, nodes: list[Node]) -> None:
         _wait(run.changes, min(WAKE_SECONDS, deadline - time.monotonic()))
 
 
-def _unhealthy_on(node: str, pods: list[Pod], daemonsets: set[Owner]) -> list[str]:
+def _unhealthy_on(pods: list[Pod], daemonsets: set[Owner]) -> list[str]:
+    """What is not healthy on one node: a DaemonSet without a Ready pod there, a pod not Ready."""
     running = {p.owner for p in pods if p.ready}
     missing = [f"DaemonSet {o.name} not Ready" for o in sorted(daemonsets, key=str) if o not in running]
     return missing + [f"pod {p.key} not Ready" for p in pods if not p.ready and p.phase not in _DONE]
-
-
-_DONE = ("Succeeded", "Failed")
 
 
 def fence(run: Run, nodes: list[str]) -> None:
