@@ -2,28 +2,48 @@
 
 It returns nodeswap's model, batches describes (one call per group listing, never one per instance),
 treats "already done" as success (terminating a terminating instance, completing a completed
-lifecycle action) and translates SDK errors into nodeswap's errors with a remedy.
+lifecycle action) and translates SDK errors into nodeswap's errors with a remedy: an action the IAM
+policy does not allow becomes an AccessDenied naming the action to grant.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import boto3
+import botocore.session
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
 
 from nodeswap import USER_AGENT
-from nodeswap.errors import OperationError, UsageError
+from nodeswap.errors import AccessDenied, OperationError, UsageError
 from nodeswap.model import Group, Instance, LaunchSpec, LifecycleHook, Resources
 
 # Retries are botocore's: standard mode backs off on throttling (Throttling, RequestLimitExceeded) and 5xx.
 RETRIES = {"mode": "standard", "total_max_attempts": 10}
 STATE_TAG_PREFIX = "nodeswap.io/"
 _FINISHED = ("Successful", "Failed", "Cancelled")
+
+# How AWS answers a call the caller's IAM policy does not allow: Auto Scaling (and IAM, STS) 403
+# AccessDenied; EC2 403 UnauthorizedOperation; the JSON-protocol services AccessDeniedException.
+ACCESS_DENIED_CODES = frozenset({"AccessDenied", "AccessDeniedException", "UnauthorizedOperation"})
+# "User: arn:aws:iam::123456789012:user/x is not authorized to perform: ec2:DescribeInstances ..."; EC2
+# may say only "You are not authorized to perform this operation" (with an encoded message).
+_NAMED_ACTION = re.compile(r"not authorized to perform: ([\w-]+:\w+)")
+# Auto Scaling's answer when the caller may not launch the launch template a group is pointed at: it
+# checks ec2:RunInstances, and iam:PassRole for a template naming an instance profile, ec2:CreateTags for
+# one with tag specifications (AWS: "Control Amazon EC2 launch template usage in Auto Scaling groups").
+_LAUNCH_TEMPLATE_DENIED = "not authorized to use launch template"
+LAUNCH_TEMPLATE_ACTIONS = "ec2:RunInstances (and iam:PassRole, ec2:CreateTags)"
+PERMISSIONS = (
+    "every AWS action nodeswap needs is listed in terraform/nodeswap-actions.json, the source of the "
+    "Terraform module's policy, and in the README's permission list"
+)
 
 
 @contextmanager
@@ -42,6 +62,8 @@ def _translated(what: str) -> Iterator[None]:
     except ClientError as exc:
         error = exc.response.get("Error", {})
         code, message = error.get("Code", "Unknown"), error.get("Message", str(exc))
+        if code in ACCESS_DENIED_CODES:
+            raise _denied(what, exc.operation_name, code, message) from exc
         if code in (
             "UnrecognizedClientException",
             "InvalidClientTokenId",
@@ -57,6 +79,36 @@ def _translated(what: str) -> Iterator[None]:
         ) from exc
     except BotoCoreError as exc:
         raise OperationError(f"could not {what}: {exc}", "check the network and AWS_ENDPOINT_URL") from exc
+
+
+def _denied(what: str, operation: str, code: str, message: str) -> AccessDenied:
+    """The denial named as IAM names the action to grant, with the remedy."""
+    if _LAUNCH_TEMPLATE_DENIED in message:
+        return AccessDenied(
+            LAUNCH_TEMPLATE_ACTIONS,
+            f"AWS refused to {what} ({code}: {message}): Auto Scaling checks that the caller may launch "
+            "the template: ec2:RunInstances, and iam:PassRole when the template names an instance "
+            "profile, ec2:CreateTags when it has tag specifications",
+            f"grant these to the credentials nodeswap runs with ({PERMISSIONS})",
+        )
+    named = _NAMED_ACTION.search(message)
+    action = named.group(1) if named else f"{_service_of(operation)}:{operation}"
+    return AccessDenied(
+        action,
+        f"AWS denied {action}, needed to {what}: the IAM policy of these credentials does not allow it "
+        f"({code}: {message})",
+        f"grant {action} to the credentials nodeswap runs with ({PERMISSIONS})",
+    )
+
+
+def _service_of(operation: str) -> str:
+    """The IAM prefix of an operation nodeswap calls: Auto Scaling's, else EC2's."""
+    return "autoscaling" if operation in _autoscaling_operations() else "ec2"
+
+
+@functools.cache
+def _autoscaling_operations() -> frozenset[str]:
+    return frozenset(botocore.session.get_session().get_service_model("autoscaling").operation_names)
 
 
 class Aws:

@@ -2,7 +2,9 @@
 
     NodeswapError            anything nodeswap explains to the user instead of a traceback
     ├── UsageError           bad input: a flag, a config or scenario file, a missing resource (exit 2)
-    │   └── ScenarioError    a sandbox scenario file that does not parse or validate
+    │   ├── ScenarioError    a sandbox scenario file that does not parse or validate
+    │   └── AccessDenied     the credentials' IAM policy lacks an action nodeswap needs (exit 2; once a
+    │                        rollout has changed something, its run reports an OperationError instead)
     ├── RefusedError         preflight found causes that would stop the rollout; nothing changed (exit 3)
     └── OperationError       the systems refused or failed an operation; state is as reported (exit 1)
         └── RolledBack       a wave failed and was rolled back: the group is consistent again (exit 4)
@@ -41,6 +43,21 @@ class UsageError(NodeswapError):
 
 class ScenarioError(UsageError):
     """A sandbox scenario file is malformed; nothing was started."""
+
+
+class AccessDenied(UsageError):
+    """AWS refused an action because the credentials' IAM policy does not allow it: the policy must
+    change. Raised by the AWS adapter; nothing was changed by the call it refused."""
+
+    def __init__(self, action: str, message: str, grant: str) -> None:
+        super().__init__(message, f"{grant}, then re-run")
+        self.action = action  # what to grant, as IAM names it: "autoscaling:UpdateAutoScalingGroup"
+        self.grant = grant  # the remedy's first half: "grant autoscaling:UpdateAutoScalingGroup to ..."
+
+    def mid_rollout(self, state: str, ways_on: str) -> OperationError:
+        """The same denial met once a rollout has changed something: the run stops there (exit 1),
+        saying where the group stands and how to go on once the action is granted."""
+        return OperationError(f"{self.message}\n{state}", f"{self.grant}; then {ways_on}")
 
 
 class RefusedError(NodeswapError):

@@ -97,7 +97,7 @@ class Record(_Frozen):
 
     def command(self) -> str:
         """The command that continues this rollout."""
-        return " ".join(["nodeswap", "replace", "--asg", self.group, *self.selection.flags(), "--yes"])
+        return replace_command(self.group, self.selection)
 
     def launched_by(self, instance: Instance) -> bool:
         """Whether this rollout launched ``instance``: it was not in the group when the rollout started
@@ -149,6 +149,11 @@ class RecordStore:
         """Delete both copies (the tags last: while they stand, a re-run still finds the rollout)."""
         self.kube.delete_config_map(config_map_name(group))
         self.aws.untag(group, list(self._tags.pop(group, {})))
+
+
+def replace_command(group: str, selection: Selection) -> str:
+    """The command that asks for (and so continues) the rollout of ``group`` with ``selection``."""
+    return " ".join(["nodeswap", "replace", "--asg", group, *selection.flags(), "--yes"])
 
 
 def config_map_name(group: str) -> str:

@@ -17,7 +17,9 @@ IMPORTANT, the order of side effects (``GroupRollout._replace``), and why:
 7. restore MaxSize, the processes nodeswap suspended (only those) and this rollout's marks; remove
    the record, then the lock.
 A wave that fails (new nodes never Ready, a drain past --drain-timeout, an unhealthy canary) is rolled
-back as `abort` does (``undo``), unless --on-failure keep leaves it for inspection.
+back as `abort` does (``undo``), unless --on-failure keep leaves it for inspection. An AWS action the
+IAM policy does not allow stops the run where it stands, recorded (``AccessDenied``): a re-run once it
+is granted continues.
 
 Nothing is kept only in memory: a re-run reads the record and the systems and continues.
 The engine emits events; the CLI renders them.
@@ -35,12 +37,12 @@ from datetime import UTC, datetime
 
 from nodeswap.audit import INSTANCE_TYPE_LABELS
 from nodeswap.aws import Aws
-from nodeswap.errors import OperationError, RefusedError, RolledBack, UsageError
+from nodeswap.errors import AccessDenied, OperationError, RefusedError, RolledBack, UsageError
 from nodeswap.kube import Kube
 from nodeswap.lease import Lock
 from nodeswap.model import Blocker, Group
 from nodeswap.plan import GroupPlan, plan_group
-from nodeswap.record import Capacity, Record, RecordStore, Template
+from nodeswap.record import Capacity, Record, RecordStore, Template, replace_command
 from nodeswap.run import Emit, Event, RolloutSettings, Run, Summary
 from nodeswap.steps import (
     FIGHTING_PROCESSES,
@@ -203,15 +205,26 @@ class GroupRollout:
 
     def run(self, plan: GroupPlan, lock: Lock) -> Summary:
         summary = Summary(plan.group.name)
+        name = plan.group.name
         with self.kube.changes() as changes:
-            group = self.aws.groups([plan.group.name], full=True)[0]
-            record = self.store.load(group) or self._new_record(group, plan)
-            run = self._run(record, lock, changes, summary)
-            run.join_seconds = plan.estimate.join_seconds if plan.estimate else 0.0
+            group = self.aws.groups([name], full=True)[0]
             try:
-                self._replace(run)
-            except StepFailed as failure:
-                self._failed(run, failure)
+                record = self.store.load(group) or self._new_record(group, plan)
+                run = self._run(record, lock, changes, summary)
+                run.join_seconds = plan.estimate.join_seconds if plan.estimate else 0.0
+                try:
+                    self._replace(run)
+                except StepFailed as failure:
+                    self._failed(run, failure)
+            except AccessDenied as denied:
+                # Not rolled back (the undo needs the same kind of permissions): the rollout stops where
+                # it stands, recorded, and goes on once the action is granted.
+                raise denied.mid_rollout(
+                    f"the rollout of {name} stopped there; what it changed is recorded on the group "
+                    f"(nodeswap status --asg {name} shows it)",
+                    f"continue it with {replace_command(name, self.settings.selection())}, or undo it "
+                    f"with nodeswap abort --asg {name}",
+                ) from denied
         done = f"replaced {len(summary.replaced)} nodes, evicted {summary.evicted} pods"
         self.emit(Event(plan.group.name, "done", done, summary.as_dict()))
         return summary
@@ -321,7 +334,14 @@ class GroupRollout:
                     f"(run {record.run}, phase {record.phase})",
                 )
             )
-            roll_back(run)
+            try:
+                roll_back(run)
+            except AccessDenied as denied:
+                raise denied.mid_rollout(
+                    f"the undo of {group.name} stopped there; the rollout stays recorded on the group "
+                    f"(nodeswap status --asg {group.name} shows it)",
+                    f"finish the undo with nodeswap abort --asg {group.name}",
+                ) from denied
         self.emit(Event(group.name, "done", "aborted: the group is back at its recorded capacity"))
         return True
 

@@ -32,13 +32,27 @@ def up(
     detach: Annotated[
         bool, typer.Option("--detach", help="Run in the background; stop with `down`.")
     ] = False,
+    enforce_iam: Annotated[
+        bool,
+        typer.Option(
+            "--enforce-iam",
+            help="Check requests signed with IAM users' or roles' keys against their policies "
+            "(the scenario's iam.enforce); the dummy keys of env.sh act as the account's root.",
+        ),
+    ] = False,
 ) -> None:
     """Start the sandbox and write DIR/env.sh. Runs until Ctrl-C unless --detach."""
     load_scenario(scenario)  # a malformed scenario is reported before anything starts
     if detach:
-        _print_ready(process.start_detached(scenario, directory), directory, detached=True)
+        state = process.start_detached(scenario, directory, enforce_iam=enforce_iam)
+        _print_ready(state, directory, detached=True)
         return
-    process.serve(scenario, directory, lambda state: _print_ready(state, directory, detached=False))
+    process.serve(
+        scenario,
+        directory,
+        lambda state: _print_ready(state, directory, detached=False),
+        enforce_iam=enforce_iam,
+    )
     typer.echo("sandbox stopped")
 
 
@@ -63,6 +77,10 @@ def _print_ready(state: dict[str, Any], directory: Path, detached: bool) -> None
     groups = ", ".join(group["name"] for group in world.get("groups", []))
     typer.echo(f"sandbox is up: AWS at {state['aws_endpoint']} (region {state['region']}), groups: {groups}")
     typer.echo(f"               Kubernetes at {state['kube_endpoint']}")
+    if state["scenario"]["iam"]["enforce"]:
+        typer.echo(
+            "  IAM is enforced: IAM users' and roles' keys are checked; env.sh's keys act as the root user"
+        )
     typer.echo(
         f"  source {directory / process.ENV_FILE}    # point boto3, the AWS CLI, kubectl, nodeswap at it"
     )

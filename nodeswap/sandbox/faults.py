@@ -12,6 +12,7 @@ import random
 import threading
 import uuid
 from dataclasses import dataclass
+from xml.sax.saxutils import escape
 
 from nodeswap.sandbox.scenario import FaultError, FaultSpec
 
@@ -36,15 +37,19 @@ class FaultResponse:
 
 
 def render(service: str, kind: FaultError) -> FaultResponse:
-    request_id = uuid.uuid4()
+    status, code, message = (_EC2_ERRORS if service == "ec2" else _QUERY_ERRORS)[kind]
+    return error_response(service, status, code, message)
+
+
+def error_response(service: str, status: int, code: str, message: str) -> FaultResponse:
+    """An error in the shape its API answers with: EC2's own XML, or the query protocol's."""
+    request_id, message = uuid.uuid4(), escape(message)
     if service == "ec2":
-        status, code, message = _EC2_ERRORS[kind]
         body = (
             f"<Response><Errors><Error><Code>{code}</Code><Message>{message}</Message></Error></Errors>"
             f"<RequestID>{request_id}</RequestID></Response>"
         )
     else:
-        status, code, message = _QUERY_ERRORS[kind]
         side = "Sender" if status < 500 else "Receiver"
         body = (
             f"<ErrorResponse><Error><Type>{side}</Type><Code>{code}</Code><Message>{message}</Message>"

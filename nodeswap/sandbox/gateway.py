@@ -1,9 +1,10 @@
 """The sandbox's AWS front door: a WSGI layer around moto's server.
 
 Every AWS request passes through here: it is identified (service, operation, the parameters naming
-its target), may be answered with an injected fault, is otherwise served by moto under the sandbox's
-lock (so simulated timers never interleave with a request), and is recorded. Paths under
-``/_sandbox/`` are the sandbox's own admin endpoints (report, info, faults, clock).
+its target), may be answered with an injected fault or, with IAM enforced (``iam``), refused as AWS
+would refuse it, is otherwise served by moto under the sandbox's lock (so simulated timers never
+interleave with a request), and is recorded. Paths under ``/_sandbox/`` are the sandbox's own admin
+endpoints (report, info, faults, clock).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from urllib.parse import parse_qs
 from pydantic import TypeAdapter, ValidationError
 from werkzeug.wrappers import Request, Response
 
+from nodeswap.sandbox import iam
 from nodeswap.sandbox.faults import render
 from nodeswap.sandbox.record import is_mutating
 from nodeswap.sandbox.scenario import FaultSpec
@@ -95,12 +97,17 @@ class AwsGateway:
         environ["wsgi.input"] = io.BytesIO(body)
         call = identify(environ, body)
         fault = self.sandbox.faults.draw("aws", call.operation)
-        if fault is not None:
-            injected = render(call.service, fault)
-            status, chunks, error = injected.status, [injected.body], injected.code
-            start_response(f"{status} Injected", [("Content-Type", "text/xml")])
+        refused = render(call.service, fault) if fault is not None else None
+        if refused is None:
+            with self.sandbox.lock:  # the policies judged are those in force when moto serves it
+                if self.sandbox.scenario.iam.enforce:
+                    refused = iam.authorize(environ, body, call.service, call.operation)
+                if refused is None:
+                    status, chunks = self._serve(environ, start_response)
+        if refused is not None:
+            status, chunks, error = refused.status, [refused.body], refused.code
+            start_response(f"{status} {'Injected' if fault else 'Refused'}", [("Content-Type", "text/xml")])
         else:
-            status, chunks = self._serve(environ, start_response)
             error = None
             if status >= 400:
                 match = _ERROR_CODE.search(b"".join(chunks))

@@ -41,12 +41,21 @@ def running_state(directory: Path) -> dict[str, Any] | None:
     return state if _alive(int(state.get("pid", 0))) else None
 
 
-def serve(scenario_path: Path | None, directory: Path, on_ready: Callable[[dict[str, Any]], None]) -> None:
-    """Run a sandbox until SIGINT or SIGTERM, then shut it down and remove its state file."""
-    from nodeswap.sandbox.scenario import load_scenario  # noqa: PLC0415 - moto loads only when serving
+def serve(
+    scenario_path: Path | None,
+    directory: Path,
+    on_ready: Callable[[dict[str, Any]], None],
+    *,
+    enforce_iam: bool = False,
+) -> None:
+    """Run a sandbox until SIGINT or SIGTERM, then shut it down and remove its state file.
+    ``enforce_iam`` enforces IAM whatever the scenario says (its ``iam.enforce``)."""
+    from nodeswap.sandbox.scenario import IamSpec, load_scenario  # noqa: PLC0415 - moto loads only when serving
     from nodeswap.sandbox.server import Sandbox  # noqa: PLC0415
 
     scenario = load_scenario(scenario_path)
+    if enforce_iam:
+        scenario = scenario.model_copy(update={"iam": IamSpec(enforce=True)})
     _refuse_if_running(directory)
     directory.mkdir(parents=True, exist_ok=True)
     stop = threading.Event()
@@ -68,7 +77,9 @@ def serve(scenario_path: Path | None, directory: Path, on_ready: Callable[[dict[
         sandbox.stop()
 
 
-def start_detached(scenario_path: Path | None, directory: Path) -> dict[str, Any]:
+def start_detached(
+    scenario_path: Path | None, directory: Path, *, enforce_iam: bool = False
+) -> dict[str, Any]:
     """Start a sandbox in its own session and return its state once it serves."""
     _refuse_if_running(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -84,6 +95,8 @@ def start_detached(scenario_path: Path | None, directory: Path) -> dict[str, Any
     ]
     if scenario_path is not None:
         command += ["--scenario", str(scenario_path)]
+    if enforce_iam:
+        command.append("--enforce-iam")
     with open(directory / LOG_FILE, "ab") as log:
         process = subprocess.Popen(
             command,

@@ -106,6 +106,13 @@ class KubernetesSpec(_Strict):
         return self
 
 
+class IamSpec(_Strict):
+    """Whether requests signed with an IAM user's or an assumed role's keys are checked against their
+    policies, as AWS checks them (``nodeswap.sandbox.iam``); other keys act as the account's root."""
+
+    enforce: bool = False
+
+
 FaultError = Literal["throttle", "internal", "unavailable", "drop"]
 
 
@@ -138,6 +145,7 @@ class Scenario(_Strict):
     timing: Timing = Field(default_factory=Timing)
     groups: list[GroupSpec] = Field(default_factory=lambda: [GroupSpec()], min_length=1)
     kubernetes: KubernetesSpec = Field(default_factory=KubernetesSpec)
+    iam: IamSpec = Field(default_factory=IamSpec)
     faults: list[FaultSpec] = Field(default_factory=list)
     seed: int = Field(default=0, description="seed for fault sampling, so failing runs can be repeated")
 
