@@ -19,6 +19,8 @@ them with the rules below. Each rule cites the AWS documentation it follows:
 [HOOKFLOW]  https://docs.aws.amazon.com/autoscaling/ec2/userguide/lifecycle-hooks-overview.html
 [DRAIN]     https://docs.aws.amazon.com/elasticloadbalancing/latest/application/edit-target-group-attributes.html#deregistration-delay
 [TGATTR]    https://docs.aws.amazon.com/elasticloadbalancing/latest/APIReference/API_TargetGroupAttribute.html
+[LTDATA]    https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_RequestLaunchTemplateData.html
+[PUTHOOK]   https://docs.aws.amazon.com/autoscaling/ec2/APIReference/API_PutLifecycleHook.html
 
 The rules run under the sandbox's lock: every API request and every timer holds it.
 """
@@ -43,6 +45,8 @@ from moto.autoscaling.models import (
 )
 from moto.core.responses import ActionResult, EmptyResult
 from moto.ec2.models.instances import Instance
+from moto.ec2.models.launch_templates import LaunchTemplate, LaunchTemplateVersion
+from moto.ec2.utils import parse_user_data
 from moto.elbv2 import exceptions as elbv2_exceptions
 from moto.elbv2.models import ELBv2Backend, FakeTargetGroup
 
@@ -623,6 +627,8 @@ _ORIGINALS: dict[str, Callable[..., Any]] = {
     )
 }
 _MOTO_MODIFY_TARGET_GROUP_ATTRIBUTES: Callable[..., None] = ELBv2Backend.modify_target_group_attributes
+_MOTO_PUT_LIFECYCLE_HOOK: Callable[..., ActionResult] = asg_responses.AutoScalingResponse.put_lifecycle_hook
+_MOTO_CREATE_VERSION: Callable[..., LaunchTemplateVersion] = LaunchTemplate.create_version
 _MOTO_LAUNCH_TEMPLATE: Callable[[InstanceState], dict[str, Any] | None] = InstanceState.launch_template.fget  # type: ignore[attr-defined]
 
 
@@ -714,6 +720,17 @@ def _modify_target_group_attributes(
     self.target_groups[target_group_arn].attributes[DEREGISTRATION_DELAY] = delay
 
 
+def _create_launch_template_version(
+    self: LaunchTemplate, data: dict[str, Any], description: str
+) -> LaunchTemplateVersion:
+    """UserData is base64 in CreateLaunchTemplateVersion as in CreateLaunchTemplate [LTDATA]; moto wraps
+    it as such only in the latter, and its launch path then rejects a version made by the former (as
+    Terraform makes one for every template change)."""
+    if isinstance(data.get("UserData"), str):
+        data = {**data, "UserData": parse_user_data(data["UserData"])}
+    return _MOTO_CREATE_VERSION(self, data, description)
+
+
 def _launch_template(self: InstanceState) -> dict[str, Any] | None:
     tracked = _rules().tracked.get(self.instance.id)
     if tracked is not None and tracked.launched_from is not None:
@@ -730,6 +747,18 @@ def _complete_lifecycle_action(self: asg_responses.AutoScalingResponse) -> Actio
         self._get_param("InstanceId"),
     )
     return EmptyResult()
+
+
+def _put_lifecycle_hook(self: asg_responses.AutoScalingResponse) -> ActionResult:
+    """A hook has the notification target and role it was given, or none [PUTHOOK]; moto gives every hook
+    the same made-up ones, which a client comparing what it asked for (Terraform) sees as drift."""
+    result = _MOTO_PUT_LIFECYCLE_HOOK(self)
+    (hook,) = self.autoscaling_backend.describe_lifecycle_hooks(
+        self._get_param("AutoScalingGroupName"), [self._get_param("LifecycleHookName")]
+    )
+    hook.role_arn = self._get_param("RoleARN")
+    hook.notification_target_arn = self._get_param("NotificationTargetARN")
+    return result
 
 
 def _record_lifecycle_action_heartbeat(self: asg_responses.AutoScalingResponse) -> ActionResult:
@@ -765,6 +794,8 @@ _PATCHES: dict[tuple[type, str], Any] = {
     (FakeAutoScalingGroup, "set_desired_capacity"): _group_set_desired_capacity,
     (FakeAutoScalingGroup, "replace_autoscaling_group_instances"): _replace_instances,
     (InstanceState, "launch_template"): property(_launch_template),
+    (LaunchTemplate, "create_version"): _create_launch_template_version,
+    (asg_responses.AutoScalingResponse, "put_lifecycle_hook"): _put_lifecycle_hook,
     (asg_responses.AutoScalingResponse, "complete_lifecycle_action"): _complete_lifecycle_action,
     (
         asg_responses.AutoScalingResponse,
