@@ -32,8 +32,10 @@ def abort(  # noqa: PLR0917 - a Typer command: its parameters are the command li
     yes: Yes = False,
     output: Output = "text",
 ) -> None:
-    """Undo a rollout: un-fence the old nodes, remove the instances it launched, point the group back at
-    its launch template version, restore capacity and the processes nodeswap suspended."""
+    """Undo a group's rollout, from wherever it stopped.
+
+    Un-fences the old nodes, removes the instances it launched (each by id), points the group back at the
+    launch template version it used, restores capacity and the processes nodeswap suspended."""
     output = checked_output(output)
     settings = RolloutSettings(
         drain_timeout=duration(drain_timeout, "--drain-timeout"),

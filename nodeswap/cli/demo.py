@@ -19,7 +19,9 @@ def demo(
     scenario: Annotated[Path, typer.Option(help="Scenario to rehearse in.")] = DEMO_SCENARIO,
     output: Annotated[str, typer.Option(help="text or json.")] = "text",
 ) -> None:
-    """Start the sandbox, bake a new AMI into the group's launch template, replace every node, and show
+    """Rehearse a full replacement in a local sandbox, start to finish.
+
+    Starts the sandbox, bakes a new AMI into the group's launch template, replaces every node, and shows
     what the sandbox observed (PDB violations, lost pods). Needs the sandbox extra."""
     try:
         from nodeswap.sandbox.scenario import load_scenario  # noqa: PLC0415 - the sandbox extra is optional

@@ -24,7 +24,9 @@ def status(  # noqa: PLR0917 - a Typer command: its parameters are the command l
     context: Context = None,
     output: Output = "text",
 ) -> None:
-    """Show whether a rollout is running or interrupted on each group, and how to continue or undo it."""
+    """Show whether a rollout is running or interrupted on each group, and how to continue or undo it.
+
+    Changes nothing. Exit codes: 0 every group is idle or its rollout running; 5 a rollout is interrupted."""
     output = checked_output(output)
     aws, kube, groups = connect(locals())
     statuses = [group_status(aws, kube, group) for group in groups]
