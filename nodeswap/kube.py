@@ -35,6 +35,8 @@ from nodeswap.placement import quantity, requests, required_node_affinity
 
 RETIRING_TAINT = "nodeswap.io/retiring"
 SCALE_DOWN_DISABLED = "cluster-autoscaler.kubernetes.io/scale-down-disabled"
+# On a node that was already cordoned when nodeswap fenced it: un-fencing leaves it cordoned.
+CORDONED_BEFORE = "nodeswap.io/cordoned-before"
 LOCK_NAMESPACE = "kube-system"
 WATCH_SECONDS = 30  # server-side watch timeout; the client gives up on a silent connection after 60 s
 T = TypeVar("T")
@@ -230,19 +232,30 @@ class Kube:
         self._set_fence(node, None)
 
     def _set_fence(self, node: str, run: str | None) -> None:
-        """A concurrent change to the node (409) is met by reading it again."""
+        """A node someone had cordoned before nodeswap fenced it is marked so (CORDONED_BEFORE), and stays
+        cordoned when un-fenced. A concurrent change to the node (409) is met by reading it again."""
         what = f"{'fence' if run else 'un-fence'} {node}"
         for _ in range(5):
             current = _unless((404,), f"read {node}", lambda: self.core.read_node(node))
             if current is None:
                 return
             taints = [t.to_dict() for t in current.spec.taints or [] if t.key != RETIRING_TAINT]
+            ours = len(taints) != len(current.spec.taints or [])
+            annotations = current.metadata.annotations or {}
             if run is not None:
                 taints.append({"key": RETIRING_TAINT, "value": run, "effect": "NoSchedule"})
+                before = annotations.get(CORDONED_BEFORE) or (
+                    "true" if current.spec.unschedulable and not ours else None
+                )
+            else:
+                before = None
             body = {
-                "metadata": {"resourceVersion": current.metadata.resource_version},
+                "metadata": {
+                    "resourceVersion": current.metadata.resource_version,
+                    "annotations": {CORDONED_BEFORE: before},
+                },
                 "spec": {
-                    "unschedulable": run is not None,
+                    "unschedulable": run is not None or CORDONED_BEFORE in annotations,
                     "taints": [{k: v for k, v in t.items() if v is not None} for t in taints],
                 },
             }

@@ -239,6 +239,27 @@ def test_abort_after_a_kill_at_any_phase_leaves_a_consistent_group(
     assert cli("status", "--asg", "workers").returncode == 0
 
 
+def test_a_node_cordoned_before_the_rollout_stays_cordoned_after_abort(
+    world: SandboxClient, cli: Cli
+) -> None:
+    core = client.CoreV1Api(world.kube())
+    cordoned = core.list_node().items[0].metadata.name  # by an operator, before nodeswap ran
+    core.patch_node(cordoned, {"spec": {"unschedulable": True}})
+    command = ["replace", "--asg", "workers", "--ami", cli.new_image(), "--yes"]
+    first = start_until(world, cli, command, request("kube", "eviction"))
+    first.kill()
+    first.communicate()
+    result = cli("abort", "--asg", "workers", "--yes")
+    assert result.returncode == 0, result.stdout + result.stderr
+    serving = {i["InstanceId"] for i in world.group()["Instances"] if i["LifecycleState"] == "InService"}
+    for node in core.list_node().items:
+        if node.spec.provider_id.rsplit("/", 1)[1] not in serving:
+            continue
+        assert not [t for t in node.spec.taints or [] if t.key.startswith("nodeswap.io/")]
+        assert "nodeswap.io/cordoned-before" not in (node.metadata.annotations or {})
+        assert bool(node.spec.unschedulable) == (node.metadata.name == cordoned), node.metadata.name
+
+
 def test_a_rerun_with_other_options_is_refused_and_changes_nothing(world: SandboxClient, cli: Cli) -> None:
     before = world.group()
     first = start_until(
