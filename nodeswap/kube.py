@@ -434,6 +434,11 @@ class Kube:
         )
 
 
+def fenced(node: Node) -> bool:
+    """Whether nodeswap's taint is on the node."""
+    return any(t.key == RETIRING_TAINT for t in node.taints)
+
+
 def object_name(prefix: str, group: str) -> str:
     """A Kubernetes object name for a group: Auto Scaling names allow characters object names do not,
     so a name that had to change gets a hash of the original, to keep such groups apart."""

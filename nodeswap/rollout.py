@@ -38,7 +38,7 @@ from datetime import UTC, datetime
 from nodeswap.audit import INSTANCE_TYPE_LABELS
 from nodeswap.aws import Aws
 from nodeswap.errors import AccessDenied, OperationError, RefusedError, RolledBack, UsageError
-from nodeswap.kube import Kube
+from nodeswap.kube import Kube, fenced
 from nodeswap.lease import Lock
 from nodeswap.model import Blocker, Group
 from nodeswap.plan import GroupPlan, plan_group
@@ -51,7 +51,6 @@ from nodeswap.steps import (
     StepFailed,
     check_canary,
     fence,
-    fenced,
     join,
     next_wave,
     restore,
@@ -207,7 +206,7 @@ class GroupRollout:
         summary = Summary(plan.group.name)
         name = plan.group.name
         with self.kube.changes() as changes:
-            group = self.aws.groups([name], full=True)[0]
+            group = self.aws.groups([name])[0]
             try:
                 record = self.store.load(group) or self._new_record(group, plan)
                 run = self._run(record, lock, changes, summary)

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from nodeswap.aws import Aws
-from nodeswap.kube import RETIRING_TAINT, Kube
+from nodeswap.kube import Kube, fenced
 from nodeswap.lease import holder_gone, lock_name
 from nodeswap.model import Group
 from nodeswap.record import Record, RecordStore
@@ -145,12 +145,6 @@ def group_status(aws: Aws, kube: Kube, group: Group) -> GroupStatus:
         else None
     )
     ids = {i.id for i in group.instances}
-    fenced = tuple(
-        sorted(
-            n.name
-            for n in kube.nodes()
-            if n.instance_id in ids and any(t.key == RETIRING_TAINT for t in n.taints)
-        )
-    )
+    fenced_nodes = tuple(sorted(n.name for n in kube.nodes() if n.instance_id in ids and fenced(n)))
     waiting = tuple((i.id, i.lifecycle_state) for i in group.instances if i.lifecycle_state in _WAITING)
-    return GroupStatus(group, record, lock, fenced, waiting)
+    return GroupStatus(group, record, lock, fenced_nodes, waiting)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from nodeswap.errors import OperationError
-from nodeswap.kube import RETIRING_TAINT, SCALE_DOWN_DISABLED, Eviction
+from nodeswap.kube import SCALE_DOWN_DISABLED, Eviction, fenced
 from nodeswap.model import Group, Node, Owner, Pod
 from nodeswap.plan import Action, budgets_of, decide, outdated, waves
 from nodeswap.run import Run
@@ -61,10 +61,6 @@ def outdated_now(run: Run, group: Group | None = None, *, leaving: bool = False)
     return outdated(group, selection, datetime.now(UTC), leaving=leaving)
 
 
-def fenced(node: Node) -> bool:
-    return any(t.key == RETIRING_TAINT for t in node.taints)
-
-
 def next_wave(run: Run) -> tuple[list[str], bool]:
     """The next wave, and whether it is the canary: an interrupted wave (its nodes fenced) first; the
     canary (--canary) before any instance is retired."""
@@ -92,7 +88,8 @@ def join(run: Run) -> list[Node]:
     deadline = time.monotonic() + run.settings.join_timeout.total_seconds()
     stall = STALL_FACTOR * run.join_seconds + STALL_MARGIN_SECONDS
     first_seen: dict[str, float] = {}  # new instance -> when this run first saw it in the group
-    group, read_at, old = group_of(run), time.monotonic(), outdated_now(run)
+    group = group_of(run)
+    read_at, old = time.monotonic(), outdated_now(run, group)
     while True:
         nodes = run.kube.nodes()
         known = {i.id for i in group.instances if i.lifecycle_state == "InService"}
@@ -100,7 +97,8 @@ def join(run: Run) -> list[Node]:
         if since >= AWS_RECHECK_SECONDS or (
             any(n.ready and n.instance_id not in known for n in nodes) and since >= 1
         ):
-            group, read_at, old = group_of(run), time.monotonic(), outdated_now(run)
+            group = group_of(run)
+            read_at, old = time.monotonic(), outdated_now(run, group)
         ready_ids = {n.instance_id for n in nodes if n.ready}
         if run.settings.launch_hook:
             _release_launches(run, group, ready_ids)

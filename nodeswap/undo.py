@@ -14,8 +14,9 @@ What cannot be undone (old instances already retired) is said, not hidden.
 from __future__ import annotations
 
 from nodeswap.errors import OperationError
+from nodeswap.kube import fenced
 from nodeswap.run import Run
-from nodeswap.steps import Drain, Hooks, StepFailed, fence, fenced, group_of, keeping, restore
+from nodeswap.steps import Drain, Hooks, StepFailed, fence, group_of, keeping, restore
 
 
 def roll_back(run: Run) -> None:

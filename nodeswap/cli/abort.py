@@ -54,7 +54,7 @@ def abort(  # noqa: PLR0917 - a Typer command: its parameters are the command li
                 )
         rollout = GroupRollout(aws, kube, settings, renderer.event)
         with rollout.lock(group.name) as lock:
-            if not rollout.abort(aws.groups([group.name], full=True)[0], lock):
+            if not rollout.abort(aws.groups([group.name])[0], lock):
                 renderer.event(
                     Event(group.name, "abort", "no rollout is recorded on the group: nothing to undo")
                 )
