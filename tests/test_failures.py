@@ -9,6 +9,7 @@ and 0 lost pods."""
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -182,24 +183,26 @@ def test_a_rollback_that_cannot_move_pods_back_says_so_and_abort_finishes_it(
     command = ["replace", "--asg", "workers", "--ami", cli.new_image(), "--yes", "--drain-timeout", "3s"]
     run = start_until(world, cli, command, request("kube", "eviction"))
     old = {i["InstanceId"] for i in before["Instances"]}
-    new = next(n for n in core.list_node().items if n.spec.provider_id.rsplit("/", 1)[1] not in old)
-    bare = client.V1Pod(
-        metadata=client.V1ObjectMeta(name="scratch"),
-        spec=client.V1PodSpec(
-            node_name=new.metadata.name, containers=[client.V1Container(name="c", image="x")]
-        ),
-    )
-    core.create_namespaced_pod("default", bare)
+    new = [n for n in core.list_node().items if n.spec.provider_id.rsplit("/", 1)[1] not in old]
+    for number, node in enumerate(new):  # on every new node: whichever the rollback picks holds one
+        bare = client.V1Pod(
+            metadata=client.V1ObjectMeta(name=f"scratch-{number}"),
+            spec=client.V1PodSpec(
+                node_name=node.metadata.name, containers=[client.V1Container(name="c", image="x")]
+            ),
+        )
+        core.create_namespaced_pod("default", bare)
     stdout, stderr = run.communicate(timeout=180)
     assert run.returncode == 1, stdout + stderr
     assert "the drain did not finish within 0:00:03" in stdout  # the wave's failure, then the rollback
     assert "the rollback could not move the pods off the new nodes" in stderr
-    assert "default/scratch: declares no controller" in stderr
+    assert re.search(r"default/scratch-\d: declares no controller", stderr)
     assert "nodeswap abort --asg workers" in stderr
     status = cli("status", "--asg", "workers", "--output", "json")
     (group,) = json.loads(status.stdout)["groups"]
     assert (group["state"], group["phase"], group["fenced_nodes"]) == ("interrupted", "rollback", [])
-    core.delete_namespaced_pod("scratch", "default", grace_period_seconds=0)
+    for number in range(len(new)):
+        core.delete_namespaced_pod(f"scratch-{number}", "default", grace_period_seconds=0)
     undone = cli("abort", "--asg", "workers", "--yes")
     assert undone.returncode == 0, undone.stdout + undone.stderr
     assert_undone(world, before, group["retired"], undone.stdout)
