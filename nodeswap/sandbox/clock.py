@@ -97,10 +97,12 @@ class Scheduler:
         with self._lock:
             while True:
                 with self._wake:
-                    upcoming = [t for t in self._heap if not t.cancelled]
-                    if not upcoming:
+                    # Cancelled timers at the top of the heap are dropped: the next live one is the top.
+                    while self._heap and self._heap[0].cancelled:
+                        heapq.heappop(self._heap)
+                    if not self._heap:
                         return
-                    step = min(upcoming).when - self.clock.now()
+                    step = self._heap[0].when - self.clock.now()
                 if step > horizon:
                     return
                 self.fast_forward(max(step, 0.0))

@@ -10,7 +10,10 @@ run them through ContainerCreating, Running and Ready, and end them after preSto
 period. Controllers (workloads, garbage collection, disruption budgets, endpoints) live in
 ``controllers``.
 
-Every change to the store pokes one coalesced reconcile pass, run on the sandbox's scheduler thread.
+Every change to the store is offered to each controller's queue and pokes one coalesced reconcile
+pass, run on the sandbox's scheduler thread, which syncs only what the changes queued: the pods a
+change concerns, those of a changed node, the objects owning or selecting them. The scheduler keeps
+its cache of nodes and their pods up to date change by change.
 """
 
 from __future__ import annotations
@@ -23,11 +26,11 @@ from datetime import datetime, timedelta
 
 from nodeswap.sandbox.clock import Scheduler
 from nodeswap.sandbox.kube import controllers, errors, scheduling
-from nodeswap.sandbox.kube.disruption import judge_eviction
+from nodeswap.sandbox.kube.controllers import NODE, key_of
+from nodeswap.sandbox.kube.disruption import judge_eviction, timestamp
 from nodeswap.sandbox.kube.observe import Observer
 from nodeswap.sandbox.kube.resources import LEASES, NAMESPACES, NODES, PDBS, PODS, Resource
-from nodeswap.sandbox.kube.selectors import label_selector_matcher
-from nodeswap.sandbox.kube.store import Change, Object, Store, rfc3339
+from nodeswap.sandbox.kube.store import Change, Key, Object, Store, rfc3339
 from nodeswap.sandbox.scenario import KubernetesSpec
 
 KUBELET_VERSION = "v1.32.0"
@@ -38,6 +41,7 @@ INSTANCE_TYPES = {
     "m5.large": (2, 8, 29),
     "m5.xlarge": (4, 16, 58),
     "m5.2xlarge": (8, 32, 58),
+    "m5.4xlarge": (16, 64, 234),
     "c5.large": (2, 4, 29),
     "r5.large": (2, 16, 29),
 }
@@ -56,6 +60,7 @@ _SLEEP = re.compile(r"\bsleep\s+([0-9.]+)")
 SHUTDOWN_ANNOTATION = "sandbox.nodeswap.io/shutdown-seconds"
 NOT_READY_TAINT, UNREACHABLE_TAINT = "node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"
 NODE_MONITOR_PERIOD_SECONDS = 5.0  # kube-controller-manager --node-monitor-period
+PENDING = "pending"  # the index of the pods waiting for the scheduler
 _FIELD = {"uid": "UID", "resourceVersion": "ResourceVersion"}  # as the API server names them
 
 
@@ -84,6 +89,24 @@ class Cluster:
         self._started: set[str] = set()  # pod uids a kubelet has started
         self._ending: dict[str, float] = {}  # pod uid -> grace its termination was scheduled with
         self._pod_ips = (f"10.244.{n // 250}.{n % 250 + 2}" for n in itertools.count())
+        # The pods that changes concerned, for taint eviction and the kubelets; the pods found
+        # unschedulable, with the placement version and pod resourceVersion they were tried at.
+        self._taint_queue: dict[Key, None] = {}
+        self._kubelet_queue: dict[Key, None] = {}
+        self._unschedulable_at: dict[str, tuple[int, str]] = {}
+        self.placement = scheduling.Placement()
+        controllers.install_indexes(store)
+        store.add_index(PODS, PENDING, lambda pod: [True] if _is_pending(pod) else [])
+        self.disruption = controllers.DisruptionBudgets(self)
+        # In the order a pass runs them, around taint eviction, the scheduler and the kubelets.
+        self._garbage = controllers.GarbageCollector(self)
+        self._workloads: list[controllers.Controller[Key]] = [
+            controllers.Deployments(self),
+            controllers.ReplicaSets(self),
+            controllers.StatefulSets(self),
+            controllers.DaemonSets(self),
+        ]
+        self._endpoints = controllers.Endpoints(self)
         store.listeners.append(self._changed)
         for namespace in SYSTEM_NAMESPACES:
             store.create(
@@ -93,25 +116,44 @@ class Cluster:
     # ----- the reconcile loop ------------------------------------------------------------------
 
     def _changed(self, change: Change) -> None:
-        self._poke()
+        self._garbage.changed(change)
+        for controller in (*self._workloads, self.disruption, self._endpoints):
+            controller.changed(change)
+        obj, gone = change.object, change.type == "DELETED"
+        if change.resource is PODS:
+            self.placement.pod_changed(change.old, None if gone else obj)
+            if gone:
+                uid = obj["metadata"]["uid"]
+                for state in (self._tainted_since, self._taint_timers, self._ending, self._unschedulable_at):
+                    state.pop(uid, None)
+                self._started.discard(uid)
+            else:
+                self._taint_queue[key_of(obj)] = self._kubelet_queue[key_of(obj)] = None
+        elif change.resource is NODES:
+            name = obj["metadata"]["name"]
+            on_node = self.pods_on(name)
+            self.placement.node_changed(name, None if gone else obj, on_node)
+            for pod in on_node:
+                self._taint_queue[key_of(pod)] = self._kubelet_queue[key_of(pod)] = None
+        elif change.resource is NAMESPACES:
+            self.placement.namespace_changed(obj["metadata"]["name"], None if gone else obj)
+        self.poke()
 
-    def _poke(self) -> None:
+    def poke(self) -> None:
         if not self._pending:
             self._pending = True
             self.scheduler.call_later(0, self.reconcile)
 
     def reconcile(self) -> None:
         self._pending = False
-        controllers.collect_garbage(self)
+        self._garbage.sync()
         self._evict_for_taints()
-        controllers.deployments(self)
-        controllers.replicasets(self)
-        controllers.statefulsets(self)
-        controllers.daemonsets(self)
+        for controller in self._workloads:
+            controller.sync()
         self._schedule()
         self._run_kubelets()
-        controllers.disruption_budgets(self)
-        controllers.endpoints(self)
+        self.disruption.sync()
+        self._endpoints.sync()
 
     # ----- nodes -------------------------------------------------------------------------------
 
@@ -270,77 +312,83 @@ class Cluster:
         return node is not None and _is_ready(node)
 
     def pods_on(self, node: str) -> list[Object]:
-        return [pod for pod in self.store.list(PODS) if pod.get("spec", {}).get("nodeName") == node]
+        return self.store.indexed(PODS, NODE, node)
 
     def _evict_for_taints(self) -> None:
         """The taint eviction controller (pkg/controller/tainteviction): a pod on a node with a NoExecute
         taint it does not tolerate is deleted at once; one it tolerates for tolerationSeconds is
         deleted that long after the taint was added. A deletion, not an eviction: no
-        PodDisruptionBudget is consulted."""
-        nodes = {node["metadata"]["name"]: node for node in self.store.list(NODES)}
+        PodDisruptionBudget is consulted. Looked at: the pods that changed, those of a node that
+        changed, and those whose countdown ran out."""
+        queue, self._taint_queue = self._taint_queue, {}
         now = self.store.clock.wall()
-        facing: set[str] = set()
-        for pod in self.store.list(PODS):
-            meta, node = pod["metadata"], nodes.get(pod["spec"].get("nodeName"))
-            if node is None or "deletionTimestamp" in meta:
-                continue
+        for key in queue:
+            pod = self.store.find(PODS, *key)
+            if pod is not None:
+                self._evict_for_taint(pod, now)
+
+    def _evict_for_taint(self, pod: Object, now: datetime) -> None:
+        meta = pod["metadata"]
+        node = self.store.find(NODES, "", pod["spec"].get("nodeName") or "")
+        grace = None
+        taints: list[Object] = []
+        if node is not None and "deletionTimestamp" not in meta:
             taints = [t for t in node["spec"].get("taints") or [] if t.get("effect") == "NoExecute"]
             tolerations = pod["spec"].get("tolerations") or []
             grace = scheduling.no_execute_grace(tolerations, taints) if taints else None
-            if grace is None:
-                continue
-            uid = meta["uid"]
-            facing.add(uid)
-            # The countdown runs from when the taint was added (first seen, if it has no timeAdded) and
-            # keeps its start while taints come and go on the node (processPodOnNode).
-            added = [_timestamp(t["timeAdded"]) for t in taints if t.get("timeAdded")]
-            due = self._tainted_since.setdefault(uid, min(added, default=now)) + timedelta(seconds=grace)
-            if due > now:
-                if self._taint_timers.get(uid) != due:
-                    self._taint_timers[uid] = due
-                    self.scheduler.call_later((due - now).total_seconds(), self._poke)
-                continue
-            target = _condition(
-                "DisruptionTarget",
-                "True",
-                "DeletionByTaintManager",
-                "Taint manager: deleting due to NoExecute taint",
-                rfc3339(self.store.clock),
-            )
-            kept = [
-                c for c in pod.get("status", {}).get("conditions") or [] if c["type"] != "DisruptionTarget"
-            ]
-            self.store.merge(
-                PODS, meta["namespace"], meta["name"], {"status": {"conditions": [*kept, target]}}
-            )
-            self.delete(PODS, meta["namespace"], meta["name"], {})
-        # A pod no longer facing a NoExecute taint (or gone) starts afresh should one come back.
-        for uid in set(self._tainted_since) - facing:
-            self._tainted_since.pop(uid)
+        uid = meta["uid"]
+        if grace is None:
+            # A pod no longer facing a NoExecute taint starts afresh should one come back.
+            self._tainted_since.pop(uid, None)
             self._taint_timers.pop(uid, None)
+            return
+        # The countdown runs from when the taint was added (first seen, if it has no timeAdded) and
+        # keeps its start while taints come and go on the node (processPodOnNode).
+        added = [timestamp(t["timeAdded"]) for t in taints if t.get("timeAdded")]
+        due = self._tainted_since.setdefault(uid, min(added, default=now)) + timedelta(seconds=grace)
+        if due > now:
+            if self._taint_timers.get(uid) != due:
+                self._taint_timers[uid] = due
+                self.scheduler.call_later((due - now).total_seconds(), lambda: self._taint_due(key_of(pod)))
+            return
+        target = _condition(
+            "DisruptionTarget",
+            "True",
+            "DeletionByTaintManager",
+            "Taint manager: deleting due to NoExecute taint",
+            rfc3339(self.store.clock),
+        )
+        kept = [c for c in pod.get("status", {}).get("conditions") or [] if c["type"] != "DisruptionTarget"]
+        self.store.merge(PODS, meta["namespace"], meta["name"], {"status": {"conditions": [*kept, target]}})
+        self.delete(PODS, meta["namespace"], meta["name"], {})
+
+    def _taint_due(self, key: Key) -> None:
+        self._taint_queue[key] = None
+        self.poke()
 
     # ----- the scheduler -----------------------------------------------------------------------
 
     def _schedule(self) -> None:
-        pending = [
-            pod
-            for pod in self.store.list(PODS)
-            if not pod["spec"].get("nodeName") and "deletionTimestamp" not in pod["metadata"]
-        ]
-        if not pending:
-            return
+        """Bind the pending pods, oldest first. A pod found unschedulable is tried again once the
+        placement or the pod itself has changed (kube-scheduler's unschedulable queue, moved on
+        cluster events)."""
+        pending = self.store.indexed(PODS, PENDING, True)
         # The scheduler knows nodes by what the API shows: one that is not Ready is kept off by its
         # not-ready/unreachable taints (TaintNodesByCondition), not by its condition; a node whose
         # machine died unnoticed still looks fine, as it does to kube-scheduler.
-        placement = scheduling.Placement(
-            self.store.list(NODES), self.store.list(PODS), self.store.list(NAMESPACES)
-        )
         for pod in sorted(pending, key=lambda p: p["metadata"]["creationTimestamp"]):
-            node = placement.choose(pod)
-            if node is None:
-                self._unschedulable(pod, len(placement))
+            meta = pod["metadata"]
+            if self._unschedulable_at.get(meta["uid"]) == (self.placement.version, meta["resourceVersion"]):
                 continue
-            placement.add(pod, node)
+            node = self.placement.choose(pod)
+            if node is None:
+                tried = self._unschedulable(pod, len(self.placement))
+                self._unschedulable_at[meta["uid"]] = (
+                    self.placement.version,
+                    tried["metadata"]["resourceVersion"],
+                )
+                continue
+            self._unschedulable_at.pop(meta["uid"], None)
             self._bind(pod, node)
 
     def _bind(self, pod: Object, node: str) -> None:
@@ -353,16 +401,17 @@ class Cluster:
 
         self.store.modify(PODS, pod["metadata"]["namespace"], pod["metadata"]["name"], bind)
 
-    def _unschedulable(self, pod: Object, nodes: int) -> None:
+    def _unschedulable(self, pod: Object, nodes: int) -> Object:
+        """Say why the pod waits, in its PodScheduled condition; the pod as it is now."""
         message = (
             f"0/{nodes} nodes are available: no node fits the pod's requests, selectors and tolerations."
         )
         conditions = pod.get("status", {}).get("conditions") or []
         if any(c.get("type") == "PodScheduled" and c.get("message") == message for c in conditions):
-            return
+            return pod
         now = rfc3339(self.store.clock)
         condition = _condition("PodScheduled", "False", "Unschedulable", message, now)
-        self.store.merge(
+        return self.store.merge(
             PODS,
             pod["metadata"]["namespace"],
             pod["metadata"]["name"],
@@ -372,7 +421,12 @@ class Cluster:
     # ----- kubelets ----------------------------------------------------------------------------
 
     def _run_kubelets(self) -> None:
-        for pod in self.store.list(PODS):
+        """The kubelets act on the pods that changed and on those of a node that changed."""
+        queue, self._kubelet_queue = self._kubelet_queue, {}
+        for key in queue:
+            pod = self.store.find(PODS, *key)
+            if pod is None:
+                continue
             meta, node = pod["metadata"], pod["spec"].get("nodeName")
             if "deletionTimestamp" in meta:
                 self._terminate(pod)
@@ -539,13 +593,7 @@ class Cluster:
         if (eviction.get("metadata") or {}).get("name") != name:
             raise errors.bad_request("name in URL does not match name in Eviction object")
         pod = self.store.get(PODS, namespace, name)
-        labels = pod["metadata"].get("labels") or {}
-        pdbs = [
-            pdb
-            for pdb in self.store.list(PDBS, namespace)
-            if label_selector_matcher(pdb.get("spec", {}).get("selector"), none_matches=True)(labels)
-        ]
-        verdict = judge_eviction(pod, pdbs)
+        verdict = judge_eviction(pod, self.disruption.selecting(pod))
         if verdict.code == 500:
             raise errors.ApiError(500, "", verdict.message)
         if not verdict.allowed:
@@ -616,8 +664,9 @@ def _is_ready(node: Object) -> bool:
     )
 
 
-def _timestamp(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+def _is_pending(pod: Object) -> bool:
+    """Waiting for the scheduler: not bound to a node, not being deleted."""
+    return not pod["spec"].get("nodeName") and "deletionTimestamp" not in pod["metadata"]
 
 
 def _readiness_delay(spec: Object) -> float:

@@ -1,4 +1,10 @@
-"""The controllers of the simulated cluster, each a level-triggered pass over the store.
+"""The controllers of the simulated cluster, each a work queue over the store, as kube-controller-manager's.
+
+Every change to the store is offered to each controller (``changed``), which queues the keys of the
+objects whose state that change may move; once per reconcile pass it syncs just those (``sync``).
+Syncing is level-triggered: an object is read as it is now, with what it owns (found through the
+store's indexes), and brought where it should be, so a pass costs what changed, not the size of the
+cluster. What a pass itself changes is synced in the next pass.
 
 Deployments own one ReplicaSet per pod template (a template change scales the old ones to zero at
 once: rolling-update pacing is not simulated); ReplicaSets keep their pod count; StatefulSets keep
@@ -13,16 +19,22 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-from collections import defaultdict
-from typing import TYPE_CHECKING
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Hashable, Iterable
+from datetime import datetime
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from nodeswap.sandbox.kube import scheduling
+from nodeswap.sandbox.kube.clone import clone
 from nodeswap.sandbox.kube.disruption import (
+    DISRUPTED_POD_TIMEOUT,
     UNMANAGED_PODS,
     ScaleUnknown,
     budget_status,
     controller_of,
     is_ready,
+    timestamp,
 )
 from nodeswap.sandbox.kube.patch import merge_patch
 from nodeswap.sandbox.kube.resources import (
@@ -38,8 +50,8 @@ from nodeswap.sandbox.kube.resources import (
     STATEFULSETS,
     Resource,
 )
-from nodeswap.sandbox.kube.selectors import label_selector_matcher
-from nodeswap.sandbox.kube.store import Object, rfc3339
+from nodeswap.sandbox.kube.selectors import Matcher, label_selector_matcher
+from nodeswap.sandbox.kube.store import Change, Key, Object, Store, rfc3339
 
 if TYPE_CHECKING:
     from nodeswap.sandbox.kube.cluster import Cluster
@@ -89,13 +101,127 @@ def is_daemon(pod: Object) -> bool:
     return owner is not None and owner.get("kind") == "DaemonSet"
 
 
-def _owned_by(objects: list[Object]) -> dict[str, list[Object]]:
-    owned: dict[str, list[Object]] = defaultdict(list)
-    for obj in objects:
-        owner = controller_of(obj)
-        if owner is not None:
-            owned[owner["uid"]].append(obj)
-    return owned
+# ----- indexes --------------------------------------------------------------------------------------
+
+# Index names (see Store.add_index).
+UID, OWNER, NODE, LABEL, DAEMON, SELECTS = "uid", "owner", "node", "label", "daemon", "selects"
+OWNERS = (DEPLOYMENTS, REPLICASETS, STATEFULSETS, DAEMONSETS)
+ANY_LABELS = "*"  # the SELECTS key of a selector with no matchLabels: it must be tried on every object
+QueueKey = TypeVar("QueueKey", bound=Hashable)
+
+
+def key_of(obj: Object) -> Key:
+    meta = obj["metadata"]
+    return meta.get("namespace", ""), meta["name"]
+
+
+def _controller_uid(obj: Object) -> list[str]:
+    owner = controller_of(obj)
+    return [owner["uid"]] if owner is not None else []
+
+
+def _label_keys(obj: Object) -> Iterable[Hashable]:
+    meta = obj["metadata"]
+    return [(meta.get("namespace", ""), key, value) for key, value in (meta.get("labels") or {}).items()]
+
+
+def _selector_keys(
+    namespace: str, match_labels: dict[str, str] | None, *, selects_all: bool
+) -> list[Hashable]:
+    """Where an object with a label selector is indexed: under one of its matchLabels, whose every
+    match carries that label; else under ANY_LABELS when it may select anything, else nowhere."""
+    if match_labels:
+        key, value = min(match_labels.items())
+        return [(namespace, key, value)]
+    return [(namespace, ANY_LABELS)] if selects_all else []
+
+
+def _pdb_selector_keys(pdb: Object) -> list[Hashable]:
+    selector = pdb.get("spec", {}).get("selector")
+    # A null selector selects no pod; one with only matchExpressions (or {}) may select any.
+    namespace = pdb["metadata"]["namespace"]
+    return _selector_keys(namespace, (selector or {}).get("matchLabels"), selects_all=selector is not None)
+
+
+def _service_selector_keys(service: Object) -> list[Hashable]:
+    selector = (service.get("spec") or {}).get("selector") or {}
+    return _selector_keys(service["metadata"]["namespace"], selector, selects_all=False)
+
+
+def _daemon_placement(pod: Object) -> tuple[str, str] | None:
+    """(DaemonSet UID, node) for a DaemonSet's pod."""
+    owner = controller_of(pod)
+    node = _daemon_node(pod) if owner is not None and owner.get("kind") == "DaemonSet" else None
+    return (owner["uid"], node) if owner is not None and node is not None else None
+
+
+def install_indexes(store: Store) -> None:
+    """The indexes the controllers look objects up by."""
+    for resource in OWNERS:
+        store.add_index(resource, UID, lambda obj: [obj["metadata"]["uid"]])
+    store.add_index(REPLICASETS, OWNER, _controller_uid)
+    store.add_index(PODS, OWNER, _controller_uid)
+    store.add_index(PODS, NODE, lambda pod: [name] if (name := pod["spec"].get("nodeName")) else [])
+    store.add_index(PODS, LABEL, _label_keys)
+    store.add_index(PODS, DAEMON, lambda pod: [where] if (where := _daemon_placement(pod)) else [])
+    store.add_index(PDBS, SELECTS, _pdb_selector_keys)
+    store.add_index(SERVICES, SELECTS, _service_selector_keys)
+
+
+def find_by_uid(store: Store, resource: Resource, uid: str) -> Object | None:
+    found = store.indexed(resource, UID, uid)
+    return found[0] if found else None
+
+
+def candidates_selecting(
+    store: Store, resource: Resource, namespace: str, labels: dict[str, str]
+) -> list[Object]:
+    """The objects of ``resource`` (with a SELECTS index) in ``namespace`` whose selector may select
+    ``labels``: a superset, each still to be matched."""
+    found: dict[Key, Object] = {}
+    for key in [*((namespace, k, v) for k, v in labels.items()), (namespace, ANY_LABELS)]:
+        for obj in store.indexed(resource, SELECTS, key):
+            found[key_of(obj)] = obj
+    return list(found.values())
+
+
+def candidate_pods(store: Store, namespace: str, match_labels: dict[str, str] | None) -> list[Object]:
+    """The pods of ``namespace`` a selector with these matchLabels may select: a superset, each still to
+    be matched (every pod of the namespace when it has none)."""
+    if not match_labels:
+        return store.list(PODS, namespace)
+    key, value = min(match_labels.items())
+    return store.indexed(PODS, LABEL, (namespace, key, value))
+
+
+def _states(change: Change) -> list[Object]:
+    """The object before and after the change (the last state of a deleted one)."""
+    return [obj for obj in (change.old, change.object) if obj is not None]
+
+
+def _moved(change: Change, view: Callable[[Object], Hashable]) -> bool:
+    """Whether the change created or deleted the object, or changed what ``view`` sees of it."""
+    return change.old is None or change.type == "DELETED" or view(change.old) != view(change.object)
+
+
+def _budget_view(pod: Object) -> Hashable:
+    """What the disruption controller reads of a pod."""
+    meta = pod["metadata"]
+    owner = controller_of(pod) or {}
+    labels = tuple((meta.get("labels") or {}).items())
+    return labels, is_ready(pod), "deletionTimestamp" in meta, owner.get("uid")
+
+
+def _endpoint_view(pod: Object) -> Hashable:
+    """What the endpoints controller reads of a pod (its containers' ports cannot change)."""
+    meta, status = pod["metadata"], pod.get("status") or {}
+    labels = tuple((meta.get("labels") or {}).items())
+    where = status.get("podIP"), pod["spec"].get("nodeName")
+    return labels, where, status.get("phase"), "deletionTimestamp" in meta, is_ready(pod)
+
+
+def _owned(store: Store, resource: Resource, owner_uid: str) -> list[Object]:
+    return store.indexed(resource, OWNER, owner_uid)
 
 
 def _owner_ref(owner: Object) -> Object:
@@ -145,7 +271,7 @@ def _new_pod(
             "annotations": dict(template_meta.get("annotations") or {}),
             "ownerReferences": [_owner_ref(owner)],
         },
-        "spec": json.loads(json.dumps(template.get("spec") or {})),
+        "spec": clone(template.get("spec") or {}),
     }
     if name:
         pod["metadata"]["name"] = name
@@ -160,35 +286,76 @@ def _template_hash(template: Object) -> str:
     return hashlib.sha256(json.dumps(template, sort_keys=True).encode()).hexdigest()[:10]
 
 
+class Controller(ABC, Generic[QueueKey]):
+    """One controller: a queue of the keys that changes concerned, each synced once per pass."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self.cluster, self.store = cluster, cluster.store
+        self._queue: dict[QueueKey, None] = {}
+
+    @abstractmethod
+    def changed(self, change: Change) -> None:
+        """Queue what ``change`` concerns."""
+
+    @abstractmethod
+    def sync_one(self, key: QueueKey) -> None:
+        """Bring one object (by key; it may be gone) where it should be."""
+
+    def enqueue(self, key: QueueKey) -> None:
+        self._queue[key] = None
+
+    def sync(self) -> None:
+        queue, self._queue = self._queue, {}
+        for key in queue:
+            self.sync_one(key)
+
+
 # ----- garbage collection -----------------------------------------------------------------------
 
 
-def collect_garbage(cluster: Cluster) -> None:
+class GarbageCollector(Controller[tuple[Resource, str, str]]):
     """Dependents whose controller is gone are deleted (background propagation); pods bound to a
-    node that no longer exists are removed at once (pod GC)."""
-    store = cluster.store
-    owners = {
-        obj["metadata"]["uid"]
-        for resource in (DEPLOYMENTS, REPLICASETS, STATEFULSETS, DAEMONSETS)
-        for obj in store.list(resource)
-    }
-    for replicaset in store.list(REPLICASETS):
-        owner = controller_of(replicaset)
-        if owner is not None and owner["uid"] not in owners:
-            store.remove(REPLICASETS, replicaset["metadata"]["namespace"], replicaset["metadata"]["name"])
-    nodes = {node["metadata"]["name"] for node in store.list(NODES)}
-    for pod in store.list(PODS):
-        meta, owner = pod["metadata"], controller_of(pod)
-        node = pod["spec"].get("nodeName")
-        if node and node not in nodes:
-            store.remove(PODS, meta["namespace"], meta["name"])
+    node that no longer exists are removed at once (pod GC). Checked: a pod or ReplicaSet that
+    changed, the dependents of a deleted owner, the pods of a deleted node."""
+
+    def changed(self, change: Change) -> None:
+        resource, obj = change.resource, change.object
+        if resource in (REPLICASETS, PODS) and change.type != "DELETED":
+            self._check(resource, obj)
+        elif resource in OWNERS and change.type == "DELETED":
+            for dependent_resource in (REPLICASETS, PODS):
+                for dependent in _owned(self.store, dependent_resource, obj["metadata"]["uid"]):
+                    self._check(dependent_resource, dependent)
+        elif resource is NODES and change.type == "DELETED":
+            for pod in self.store.indexed(PODS, NODE, obj["metadata"]["name"]):
+                self._check(PODS, pod)
+
+    def _check(self, resource: Resource, obj: Object) -> None:
+        self.enqueue((resource, *key_of(obj)))
+
+    def sync_one(self, key: tuple[Resource, str, str]) -> None:
+        resource, namespace, name = key
+        obj = self.store.find(resource, namespace, name)
+        if obj is None:
+            return
+        meta, owner = obj["metadata"], controller_of(obj)
+        owner_gone = owner is not None and not any(
+            find_by_uid(self.store, kind, owner["uid"]) for kind in OWNERS
+        )
+        if resource is REPLICASETS:
+            if owner_gone:
+                self.store.remove(REPLICASETS, namespace, name)
+            return
+        node = obj["spec"].get("nodeName")
+        if node and self.store.find(NODES, "", node) is None:
+            self.store.remove(PODS, namespace, name)
         elif (
-            owner is not None
-            and owner["uid"] not in owners
+            owner_gone
+            and owner is not None
             and owner.get("kind") in ("ReplicaSet", "StatefulSet", "DaemonSet")
             and "deletionTimestamp" not in meta
         ):
-            cluster.delete(PODS, meta["namespace"], meta["name"], {})
+            self.cluster.delete(PODS, namespace, name, {})
 
 
 def orphan_dependents(cluster: Cluster, owner: Object) -> None:
@@ -206,20 +373,37 @@ def orphan_dependents(cluster: Cluster, owner: Object) -> None:
 # ----- workloads ------------------------------------------------------------------------------
 
 
-def deployments(cluster: Cluster) -> None:
-    store = cluster.store
-    owned = _owned_by(store.list(REPLICASETS))
-    for deployment in store.list(DEPLOYMENTS):
+def _enqueue_owner(controller: Controller[Key], resource: Resource, change: Change) -> None:
+    """Queue the ``resource`` object that controls the changed object, before or after the change."""
+    for state in _states(change):
+        for uid in _controller_uid(state):
+            owner = find_by_uid(controller.store, resource, uid)
+            if owner is not None:
+                controller.enqueue(key_of(owner))
+
+
+class Deployments(Controller[Key]):
+    def changed(self, change: Change) -> None:
+        if change.resource is DEPLOYMENTS and change.type != "DELETED":
+            self.enqueue(key_of(change.object))
+        elif change.resource is REPLICASETS:
+            _enqueue_owner(self, DEPLOYMENTS, change)
+
+    def sync_one(self, key: Key) -> None:
+        store, cluster = self.store, self.cluster
+        deployment = store.find(DEPLOYMENTS, *key)
+        if deployment is None:
+            return
         meta, spec = deployment["metadata"], deployment["spec"]
         template_hash = _template_hash(spec.get("template", {}))
         name = f"{meta['name']}-{template_hash}"
-        replicasets = owned.get(meta["uid"], [])
+        replicasets = _owned(store, REPLICASETS, meta["uid"])
         current = next((rs for rs in replicasets if rs["metadata"]["name"] == name), None)
         replicas = spec.get("replicas", 1)
         if current is None:
-            template = json.loads(json.dumps(spec.get("template", {})))
+            template = clone(spec.get("template", {}))
             template.setdefault("metadata", {}).setdefault("labels", {})["pod-template-hash"] = template_hash
-            selector = json.loads(json.dumps(spec.get("selector") or {}))
+            selector = clone(spec.get("selector") or {})
             selector.setdefault("matchLabels", {})["pod-template-hash"] = template_hash
             store.create(
                 REPLICASETS,
@@ -240,7 +424,7 @@ def deployments(cluster: Cluster) -> None:
                 store.merge(
                     REPLICASETS, meta["namespace"], old["metadata"]["name"], {"spec": {"replicas": 0}}
                 )
-        statuses = [rs.get("status") or {} for rs in owned.get(meta["uid"], [])]
+        statuses = [rs.get("status") or {} for rs in replicasets]
         new_status = (current or {}).get("status") or {}
         available = sum(s.get("availableReplicas", 0) for s in statuses)
         max_unavailable = spec.get("strategy", {}).get("rollingUpdate", {}).get("maxUnavailable", "25%")
@@ -290,12 +474,20 @@ def deployments(cluster: Cluster) -> None:
         )
 
 
-def replicasets(cluster: Cluster) -> None:
-    store = cluster.store
-    owned = _owned_by(store.list(PODS))
-    for replicaset in store.list(REPLICASETS):
+class ReplicaSets(Controller[Key]):
+    def changed(self, change: Change) -> None:
+        if change.resource is REPLICASETS and change.type != "DELETED":
+            self.enqueue(key_of(change.object))
+        elif change.resource is PODS:
+            _enqueue_owner(self, REPLICASETS, change)
+
+    def sync_one(self, key: Key) -> None:
+        store, cluster = self.store, self.cluster
+        replicaset = store.find(REPLICASETS, *key)
+        if replicaset is None:
+            return
         meta, spec = replicaset["metadata"], replicaset["spec"]
-        active = _active(owned.get(meta["uid"], []))
+        active = _active(_owned(store, PODS, meta["uid"]))
         missing = spec.get("replicas", 1) - len(active)
         for _ in range(missing):
             _new_pod(cluster, replicaset, spec.get("template", {}))
@@ -304,8 +496,7 @@ def replicasets(cluster: Cluster) -> None:
             doomed = sorted(active, key=lambda p: (bool(p["spec"].get("nodeName")), is_ready(p)))[:-missing]
             for pod in doomed:
                 cluster.delete(PODS, meta["namespace"], pod["metadata"]["name"], {})
-        active = _active(store.list(PODS, meta["namespace"]))
-        mine = [p for p in active if (controller_of(p) or {}).get("uid") == meta["uid"]]
+        mine = _active(_owned(store, PODS, meta["uid"]))
         ready = sum(1 for p in mine if is_ready(p))
         _set_status(
             cluster,
@@ -320,9 +511,27 @@ def replicasets(cluster: Cluster) -> None:
         )
 
 
-def statefulsets(cluster: Cluster) -> None:
-    store = cluster.store
-    for statefulset in store.list(STATEFULSETS):
+_ORDINAL_POD = re.compile(r"^(.+)-(0|[1-9][0-9]*)$")
+
+
+class StatefulSets(Controller[Key]):
+    def changed(self, change: Change) -> None:
+        if change.resource is STATEFULSETS and change.type != "DELETED":
+            self.enqueue(key_of(change.object))
+        elif change.resource is PODS:
+            _enqueue_owner(self, STATEFULSETS, change)
+            # An ordinal's pod blocks or frees its StatefulSet by name, whoever owns it.
+            namespace, name = key_of(change.object)
+            if (named := _ORDINAL_POD.match(name)) and self.store.find(
+                STATEFULSETS, namespace, named.group(1)
+            ):
+                self.enqueue((namespace, named.group(1)))
+
+    def sync_one(self, key: Key) -> None:
+        store, cluster = self.store, self.cluster
+        statefulset = store.find(STATEFULSETS, *key)
+        if statefulset is None:
+            return
         meta, spec = statefulset["metadata"], statefulset["spec"]
         replicas = spec.get("replicas", 1)
         ordered = spec.get("podManagementPolicy", "OrderedReady") == "OrderedReady"
@@ -347,16 +556,11 @@ def statefulsets(cluster: Cluster) -> None:
                     break
             elif ordered and (not is_ready(pod) or "deletionTimestamp" in pod["metadata"]):
                 break  # OrderedReady: the next ordinal waits for this one
-        for pod in _active(store.list(PODS, meta["namespace"])):
-            owner = controller_of(pod)
+        for pod in _active(_owned(store, PODS, meta["uid"])):
             ordinal = int(pod["metadata"].get("labels", {}).get("apps.kubernetes.io/pod-index", -1))
-            if owner and owner["uid"] == meta["uid"] and ordinal >= replicas:
+            if ordinal >= replicas:
                 cluster.delete(PODS, meta["namespace"], pod["metadata"]["name"], {})
-        mine = [
-            p
-            for p in _active(store.list(PODS, meta["namespace"]))
-            if (controller_of(p) or {}).get("uid") == meta["uid"]
-        ]
+        mine = _active(_owned(store, PODS, meta["uid"]))
         ready = sum(1 for p in mine if is_ready(p))
         _set_status(
             cluster,
@@ -375,55 +579,98 @@ def statefulsets(cluster: Cluster) -> None:
         cluster.observer.workload("StatefulSet", meta["namespace"], meta["name"], ready, replicas)
 
 
-def daemonsets(cluster: Cluster) -> None:
-    store = cluster.store
-    nodes = store.list(NODES)
-    owned = _owned_by(store.list(PODS))
-    for daemonset in store.list(DAEMONSETS):
-        meta, template = daemonset["metadata"], daemonset["spec"].get("template", {})
-        pod_spec = {**(template.get("spec") or {})}
-        pod_spec["tolerations"] = [*(pod_spec.get("tolerations") or []), *DAEMON_TOLERATIONS]
-        # Every pod the DaemonSet has on a node counts, terminating ones too, so that no replacement
-        # starts beside a pod still shutting down; only pods both finished and deleted are left out
-        # (daemon controller: getNodesToDaemonPods, podsShouldBeOnNode).
-        by_node: dict[str, list[Object]] = defaultdict(list)
-        for pod in owned.get(meta["uid"], []):
-            finished = pod.get("status", {}).get("phase") in ("Succeeded", "Failed")
-            if not (finished and "deletionTimestamp" in pod["metadata"]):
-                by_node[_daemon_node(pod)].append(pod)
-        desired = ready = scheduled = misscheduled = 0
-        for node in nodes:
-            name = node["metadata"]["name"]
-            # New pods need every NoSchedule/NoExecute taint tolerated; running ones only NoExecute.
-            should_run = scheduling.matches_node(pod_spec, node) and not scheduling.untolerated(
-                pod_spec, node, ("NoSchedule", "NoExecute")
-            )
-            may_stay = scheduling.matches_node(pod_spec, node) and not scheduling.untolerated(
-                pod_spec, node, ("NoExecute",)
-            )
-            pods = by_node.get(name, [])
-            if should_run and not pods:
-                _new_pod(cluster, daemonset, template, spec_changes=_pinned(pod_spec, name))
-            elif pods and not may_stay:
-                for pod in _active(pods):
-                    cluster.delete(PODS, meta["namespace"], pod["metadata"]["name"], {})
-            desired += should_run
-            scheduled += bool(pods) and should_run
-            misscheduled += bool(pods) and not should_run
-            ready += sum(1 for p in pods if is_ready(p))
+class DaemonSets(Controller[Key]):
+    """Per DaemonSet, the nodes to look at again: a node change concerns every DaemonSet on that node,
+    a daemon pod's change its own node, a DaemonSet's change all nodes. The status sums what was
+    last seen on each node."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        super().__init__(cluster)
+        self._nodes: dict[Key, set[str] | None] = {}  # queued nodes per DaemonSet; None: all of them
+        # DaemonSet -> node -> (should run, has pods, ready pods) as last synced.
+        self._seen: dict[Key, dict[str, tuple[bool, bool, int]]] = {}
+
+    def changed(self, change: Change) -> None:
+        if change.resource is DAEMONSETS:
+            key = key_of(change.object)
+            if change.type == "DELETED":
+                self._seen.pop(key, None)
+            else:
+                self._queue_nodes(key, None)
+        elif change.resource is NODES:
+            for daemonset in self.store.list(DAEMONSETS):
+                self._queue_nodes(key_of(daemonset), {change.object["metadata"]["name"]})
+        elif change.resource is PODS:
+            for state in _states(change):
+                if (where := _daemon_placement(state)) is not None:
+                    owner = find_by_uid(self.store, DAEMONSETS, where[0])
+                    if owner is not None:
+                        self._queue_nodes(key_of(owner), {where[1]})
+
+    def _queue_nodes(self, key: Key, nodes: set[str] | None) -> None:
+        queued = self._nodes.get(key, set())
+        self._nodes[key] = None if queued is None or nodes is None else queued | nodes
+        self.enqueue(key)
+
+    def sync_one(self, key: Key) -> None:
+        store = self.store
+        nodes = self._nodes.pop(key)
+        daemonset = store.find(DAEMONSETS, *key)
+        if daemonset is None:
+            return
+        seen = self._seen.setdefault(key, {})
+        if nodes is None:
+            seen.clear()
+            for node in store.list(NODES):
+                seen[node["metadata"]["name"]] = self._sync_node(daemonset, node)
+        else:
+            for name in nodes:
+                found = store.find(NODES, "", name)
+                if found is None:
+                    seen.pop(name, None)
+                else:
+                    seen[name] = self._sync_node(daemonset, found)
         _set_status(
-            cluster,
+            self.cluster,
             DAEMONSETS,
             daemonset,
             {
-                "desiredNumberScheduled": desired,
-                "currentNumberScheduled": scheduled,
-                "numberMisscheduled": misscheduled,
-                "numberReady": ready,
-                "numberAvailable": ready,
-                "updatedNumberScheduled": scheduled,
+                "desiredNumberScheduled": sum(run for run, _, _ in seen.values()),
+                "currentNumberScheduled": sum(run and has for run, has, _ in seen.values()),
+                "numberMisscheduled": sum(has and not run for run, has, _ in seen.values()),
+                "numberReady": sum(ready for _, _, ready in seen.values()),
+                "numberAvailable": sum(ready for _, _, ready in seen.values()),
+                "updatedNumberScheduled": sum(run and has for run, has, _ in seen.values()),
             },
         )
+
+    def _sync_node(self, daemonset: Object, node: Object) -> tuple[bool, bool, int]:
+        """Start or remove the DaemonSet's pod on one node; what was found there."""
+        meta, template = daemonset["metadata"], daemonset["spec"].get("template", {})
+        pod_spec = {**(template.get("spec") or {})}
+        pod_spec["tolerations"] = [*(pod_spec.get("tolerations") or []), *DAEMON_TOLERATIONS]
+        name = node["metadata"]["name"]
+        # Every pod the DaemonSet has on a node counts, terminating ones too, so that no replacement
+        # starts beside a pod still shutting down; only pods both finished and deleted are left out
+        # (daemon controller: getNodesToDaemonPods, podsShouldBeOnNode).
+        pods = [
+            pod
+            for pod in self.store.indexed(PODS, DAEMON, (meta["uid"], name))
+            if not (
+                pod.get("status", {}).get("phase") in ("Succeeded", "Failed")
+                and "deletionTimestamp" in pod["metadata"]
+            )
+        ]
+        # New pods need every NoSchedule/NoExecute taint tolerated; running ones only NoExecute.
+        matches = scheduling.matches_node(pod_spec, node)
+        should_run = matches and not scheduling.untolerated(pod_spec, node, ("NoSchedule", "NoExecute"))
+        may_stay = matches and not scheduling.untolerated(pod_spec, node, ("NoExecute",))
+        if should_run and not pods:
+            _new_pod(self.cluster, daemonset, template, spec_changes=_pinned(pod_spec, name))
+        elif pods and not may_stay:
+            for pod in _active(pods):
+                self.cluster.delete(PODS, meta["namespace"], pod["metadata"]["name"], {})
+        return should_run, bool(pods), sum(1 for p in pods if is_ready(p))
 
 
 def _pinned(spec: Object, node: str) -> Object:
@@ -433,25 +680,86 @@ def _pinned(spec: Object, node: str) -> Object:
     return {"tolerations": spec["tolerations"], "affinity": {"nodeAffinity": affinity}}
 
 
-def _daemon_node(pod: Object) -> str:
+def _daemon_node(pod: Object) -> str | None:
+    """The node a DaemonSet pod is bound or pinned to."""
     if pod["spec"].get("nodeName"):
         return str(pod["spec"]["nodeName"])
-    terms = pod["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][
-        "nodeSelectorTerms"
-    ]
-    return str(terms[0]["matchFields"][0]["values"][0])
+    affinity = ((pod["spec"].get("affinity") or {}).get("nodeAffinity") or {}).get(
+        "requiredDuringSchedulingIgnoredDuringExecution"
+    ) or {}
+    for term in affinity.get("nodeSelectorTerms") or []:
+        for expression in term.get("matchFields") or []:
+            if expression.get("key") == "metadata.name" and expression.get("values"):
+                return str(expression["values"][0])
+    return None
 
 
 # ----- disruption budgets and endpoints -----------------------------------------------------------
 
 
-def disruption_budgets(cluster: Cluster) -> None:
-    store = cluster.store
-    now = store.clock.wall()
-    for pdb in store.list(PDBS):
+class DisruptionBudgets(Controller[Key]):
+    """The disruption controller: a budget is synced when it changes, when a pod it may select changes
+    (before or after the change), when the scale of a controller of its pods changes, and when an
+    entry of its disruptedPods expires (the controller's recheck)."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        super().__init__(cluster)
+        self._matchers: dict[str, tuple[int, Matcher]] = {}  # PDB uid -> (generation, its selector)
+        self._rechecks: dict[Key, datetime] = {}  # when each budget's next disruptedPods entry expires
+
+    def matcher(self, pdb: Object) -> Matcher:
         meta = pdb["metadata"]
-        matches = label_selector_matcher(pdb.get("spec", {}).get("selector"), none_matches=True)
-        pods = [p for p in store.list(PODS, meta["namespace"]) if matches(p["metadata"].get("labels") or {})]
+        generation = meta.get("generation", 0)
+        cached = self._matchers.get(meta["uid"])
+        if cached is None or cached[0] != generation:
+            selector = pdb.get("spec", {}).get("selector")
+            cached = self._matchers[meta["uid"]] = (
+                generation,
+                label_selector_matcher(selector, none_matches=True),
+            )
+        return cached[1]
+
+    def selecting(self, pod: Object) -> list[Object]:
+        """The budgets that select ``pod``."""
+        meta = pod["metadata"]
+        labels = meta.get("labels") or {}
+        return [
+            pdb
+            for pdb in candidates_selecting(self.store, PDBS, meta.get("namespace", ""), labels)
+            if self.matcher(pdb)(labels)
+        ]
+
+    def changed(self, change: Change) -> None:
+        resource, obj = change.resource, change.object
+        if resource is PDBS:
+            if change.type == "DELETED":
+                self._matchers.pop(obj["metadata"]["uid"], None)
+                self._rechecks.pop(key_of(obj), None)
+            else:
+                self.enqueue(key_of(obj))
+        elif resource is PODS and _moved(change, _budget_view):
+            for state in _states(change):
+                for pdb in self.selecting(state):
+                    self.enqueue(key_of(pdb))
+        elif resource in (DEPLOYMENTS, REPLICASETS, STATEFULSETS) and _scale_changed(change):
+            for pod in _pods_under(self.store, obj):
+                for pdb in self.selecting(pod):
+                    self.enqueue(key_of(pdb))
+
+    def sync_one(self, key: Key) -> None:
+        cluster, store = self.cluster, self.store
+        pdb = store.find(PDBS, *key)
+        if pdb is None:
+            return
+        now = store.clock.wall()
+        meta = pdb["metadata"]
+        matches = self.matcher(pdb)
+        match_labels = (pdb.get("spec", {}).get("selector") or {}).get("matchLabels")
+        pods = [
+            p
+            for p in candidate_pods(store, meta["namespace"], match_labels)
+            if matches(p["metadata"].get("labels") or {})
+        ]
         try:
             computed = budget_status(pdb, pods, lambda pod: _scale_of(cluster, pod), now)
             status = computed.as_status(meta.get("generation", 1), rfc3339(store.clock))
@@ -470,6 +778,47 @@ def disruption_budgets(cluster: Cluster) -> None:
         cluster.observer.pdb(
             meta["namespace"], meta["name"], status.get("currentHealthy", 0), status.get("desiredHealthy", 0)
         )
+        self._recheck_at_expiry(key, status.get("disruptedPods") or {}, now)
+
+    def _recheck_at_expiry(self, key: Key, disrupted: dict[str, str], now: datetime) -> None:
+        """Sync the budget again when its oldest disruptedPods entry expires (enqueuePdbForRecheck)."""
+        if not disrupted:
+            self._rechecks.pop(key, None)
+            return
+        due = min(timestamp(when) for when in disrupted.values()) + DISRUPTED_POD_TIMEOUT
+        if self._rechecks.get(key) == due:
+            return
+        self._rechecks[key] = due
+
+        def recheck() -> None:
+            if self._rechecks.get(key) == due:
+                self.enqueue(key)
+                self.cluster.poke()
+
+        self.cluster.scheduler.call_later((due - now).total_seconds(), recheck)
+
+
+def _scale_changed(change: Change) -> bool:
+    """Whether a workload change can change the scale the disruption controller reads for its pods:
+    it was created or deleted, or its replicas or its owners changed."""
+    if change.old is None or change.type == "DELETED":
+        return True
+    old, new = change.old, change.object
+    replicas = old.get("spec", {}).get("replicas"), new.get("spec", {}).get("replicas")
+    owners = old["metadata"].get("ownerReferences"), new["metadata"].get("ownerReferences")
+    return bool(replicas[0] != replicas[1] or owners[0] != owners[1])
+
+
+def _pods_under(store: Store, workload: Object) -> list[Object]:
+    """The pods a Deployment (through its ReplicaSets), ReplicaSet or StatefulSet controls."""
+    uid = workload["metadata"]["uid"]
+    if workload["kind"] == "Deployment":
+        return [
+            pod
+            for rs in _owned(store, REPLICASETS, uid)
+            for pod in _owned(store, PODS, rs["metadata"]["uid"])
+        ]
+    return _owned(store, PODS, uid)
 
 
 def _fail_safe(pdb: Object, message: str, now: str) -> Object:
@@ -536,20 +885,41 @@ def _scale_of(cluster: Cluster, pod: Object) -> tuple[str, int]:
     raise ScaleUnknown(f'found no controllers for pod "{pod["metadata"]["name"]}"')
 
 
-def endpoints(cluster: Cluster) -> None:
+class Endpoints(Controller[Key]):
     """Endpoints as the endpoints controller keeps them: the selected pods that have an IP, are not
     finished and (unless the Service has publishNotReadyAddresses) are not terminating
     (ShouldPodBeInEndpoints); Ready ones (or all, with publishNotReadyAddresses) in ``addresses``,
-    the rest in ``notReadyAddresses``; one subset per set of resolved ports (RepackSubsets)."""
-    store = cluster.store
-    for service in store.list(SERVICES):
+    the rest in ``notReadyAddresses``; one subset per set of resolved ports (RepackSubsets). A Service
+    is synced when it or its Endpoints change, or a pod it selects (before or after the change)."""
+
+    def changed(self, change: Change) -> None:
+        resource, obj = change.resource, change.object
+        # A Service's own Endpoints changed by anyone else are put back as the Service wants them.
+        if (resource is SERVICES and change.type != "DELETED") or (
+            resource is ENDPOINTS and self.store.find(SERVICES, *key_of(obj)) is not None
+        ):
+            self.enqueue(key_of(obj))
+        elif resource is PODS and _moved(change, _endpoint_view):
+            for state in _states(change):
+                meta = state["metadata"]
+                labels = meta.get("labels") or {}
+                for service in candidates_selecting(self.store, SERVICES, meta["namespace"], labels):
+                    selector = service["spec"]["selector"]
+                    if all(labels.get(k) == v for k, v in selector.items()):
+                        self.enqueue(key_of(service))
+
+    def sync_one(self, key: Key) -> None:
+        store = self.store
+        service = store.find(SERVICES, *key)
+        if service is None:
+            return
         meta, spec = service["metadata"], service.get("spec") or {}
         selector = spec.get("selector")
         if not selector:
-            continue
+            return
         publish_all = bool(spec.get("publishNotReadyAddresses"))
         subsets: dict[str, Object] = {}
-        for pod in store.list(PODS, meta["namespace"]):
+        for pod in candidate_pods(store, meta["namespace"], selector):
             labels = pod["metadata"].get("labels") or {}
             if (
                 not all(labels.get(k) == v for k, v in selector.items())

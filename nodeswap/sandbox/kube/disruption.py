@@ -57,7 +57,7 @@ def is_ready(pod: Object) -> bool:
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
 
 
-def _timestamp(text: str) -> datetime:
+def timestamp(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
@@ -104,7 +104,7 @@ def budget_status(
     disrupted = {
         name: when
         for name, when in (pdb.get("status", {}).get("disruptedPods") or {}).items()
-        if _timestamp(when) + DISRUPTED_POD_TIMEOUT > now
+        if timestamp(when) + DISRUPTED_POD_TIMEOUT > now
         and any(p["metadata"]["name"] == name and "deletionTimestamp" not in p["metadata"] for p in pods)
     }
     min_available = spec.get("minAvailable")

@@ -18,10 +18,11 @@ lists merge, and by which key, comes from the Go struct tags of the built-in typ
 
 from __future__ import annotations
 
-import copy
 import re
 from collections.abc import Callable
 from typing import Any
+
+from nodeswap.sandbox.kube.clone import clone
 
 
 class PatchError(ValueError):
@@ -106,8 +107,8 @@ def json_patch(document: Any, operations: Any) -> Any:
     """Apply an RFC 6902 JSON patch, all or nothing, as the API server's evanphx/json-patch v4 does."""
     if not isinstance(operations, list):
         raise PatchError("json: cannot unmarshal a non-array into Go value of type jsonpatch.Patch")
-    result = copy.deepcopy(document)
-    for operation in copy.deepcopy(operations):
+    result = clone(document)
+    for operation in clone(operations):
         if not isinstance(operation, dict) or not isinstance(operation.get("path"), str):
             raise PatchError(f"invalid JSON patch operation: {operation}")
         try:
@@ -133,7 +134,7 @@ def _apply_operation(document: Any, operation: dict[str, Any]) -> Any:
         case "move":
             return _put(document, path, _remove(document, _source(operation)), insert=True)
         case "copy":
-            return _put(document, path, copy.deepcopy(_get(document, _source(operation))), insert=True)
+            return _put(document, path, clone(_get(document, _source(operation))), insert=True)
         case "test":
             if not _json_equal(_get(document, path), value):
                 raise PatchError(f"testing value {path} failed: test failed")
@@ -225,7 +226,7 @@ def _json_equal(left: Any, right: Any) -> bool:
 # ----- RFC 7386 JSON merge patch -------------------------------------------------------------------------
 def merge_patch(document: Any, patch: Any) -> Any:
     """Apply an RFC 7386 JSON merge patch: objects merge recursively, null deletes, anything else replaces."""
-    return _merge(copy.deepcopy(document), copy.deepcopy(patch))
+    return _merge(clone(document), clone(patch))
 
 
 def _merge(target: Any, patch: Any) -> Any:
@@ -253,7 +254,7 @@ def strategic_merge_patch(document: dict[str, Any], patch: dict[str, Any], kind:
     if not isinstance(patch, dict):
         raise PatchError("invalid JSON document: a strategic merge patch must be an object")
     rules = {**_OBJECT_META, **MERGE_KEYS.get(kind, {})}
-    return _merge_map(copy.deepcopy(document), copy.deepcopy(patch), "", rules)
+    return _merge_map(clone(document), clone(patch), "", rules)
 
 
 def _merge_map(

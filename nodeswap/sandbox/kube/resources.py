@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 # deletecollection is not served, so discovery does not offer it.
 ALL_VERBS = ("create", "delete", "get", "list", "patch", "update", "watch")
@@ -27,7 +28,7 @@ class Resource:
     def singular(self) -> str:
         return self.kind.lower()
 
-    @property
+    @cached_property  # the store looks resources up by it on every read and write
     def key(self) -> str:
         """Unique within the server: the group and the plural name."""
         return f"{self.group}/{self.plural}"

@@ -13,8 +13,10 @@ ties go to the first node by name where kube-scheduler picks at random.
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -82,6 +84,12 @@ def allocatable(node: Object) -> tuple[float, float, int]:
     return quantity(values.get("cpu", 0)), quantity(values.get("memory", 0)), int(values.get("pods", 110))
 
 
+def _units(cpu: float, memory: float) -> tuple[int, int]:
+    """Cores and bytes as kube-scheduler counts them: whole millicores and bytes, rounded up
+    (Quantity.MilliValue, Quantity.Value), so that sums never drift."""
+    return math.ceil(round(cpu * 1000, 6)), math.ceil(round(memory, 6))
+
+
 # ----- placing pods -------------------------------------------------------------------------------
 
 
@@ -98,71 +106,212 @@ def _terms(pod: Object, kind: str) -> list[Object]:
     return terms
 
 
+def _named_nodes(pod_spec: Object) -> set[str] | None:
+    """The nodes a pod's required node affinity names by metadata.name, or None when it does not
+    restrict it to named nodes (NodeAffinity's PreFilter: a DaemonSet pod is checked on its node only)."""
+    required = required_node_affinity(pod_spec)
+    if not required:
+        return None
+    names: set[str] = set()
+    for term in required.get("nodeSelectorTerms") or []:
+        if not term.get("matchExpressions") and not term.get("matchFields"):
+            continue  # an empty term selects nothing (selects_node skips it)
+        named = [
+            set(e.get("values") or [])
+            for e in term.get("matchFields") or []
+            if e.get("key") == "metadata.name" and e.get("operator") == "In"
+        ]
+        if not named:
+            return None
+        names |= set.intersection(*named)
+    return names
+
+
 @dataclass
 class _Node:
     node: Object
     labels: dict[str, str]
-    requested: list[float] = field(default_factory=lambda: [0.0, 0.0, 0])  # CPU, memory, pods
-    non_zero: list[float] = field(default_factory=lambda: [0.0, 0.0])  # CPU, memory, for scoring
-    pods: list[Object] = field(default_factory=list)
+    allocatable: tuple[int, int, int]  # milliCPU, memory bytes, pods
+    taints: list[Object]  # those that keep new pods off: NoSchedule and NoExecute, a cordon's included
+    requested: list[int] = field(default_factory=lambda: [0, 0, 0])  # milliCPU, memory, pods
+    non_zero: list[int] = field(default_factory=lambda: [0, 0])  # milliCPU, memory, for scoring
+    pods: dict[str, Object] = field(default_factory=dict)  # by uid
+
+
+@dataclass(frozen=True)
+class _Placed:
+    """What one bound pod adds to its node."""
+
+    node: str
+    requests: tuple[int, int]
+    non_zero: tuple[int, int]
+    spread_owner: str | None  # the controller it counts for in spreading (None: it does not count)
+    anti: bool  # it has required anti-affinity terms
+    labels: tuple[tuple[str, str], ...]
+
+
+def _node_state(node: Object) -> _Node:
+    cpu, memory, pods = allocatable(node)
+    taints = [t for t in taints_of(node) if t.get("effect") in ("NoSchedule", "NoExecute")]
+    return _Node(node, node["metadata"].get("labels") or {}, (*_units(cpu, memory), pods), taints)
 
 
 class Placement:
-    """The nodes as one scheduling pass sees them, kept up to date as the pass binds pods."""
+    """The scheduler's cache: the nodes and what the pods bound to them take, kept up to date as nodes,
+    pods and namespaces change (kube-scheduler's internal cache), so that placing a pod costs one pass
+    over the nodes, not over every pod. ``version`` moves whenever anything a placement depends on
+    does: a pod found unschedulable need not be tried again before it moves."""
 
-    def __init__(self, nodes: list[Object], pods: list[Object], namespaces: list[Object]) -> None:
-        self._nodes: dict[str, _Node] = {
-            n["metadata"]["name"]: _Node(n, n["metadata"].get("labels") or {})
-            for n in sorted(nodes, key=lambda n: str(n["metadata"]["name"]))
-        }
-        self._namespace_labels = {
-            ns["metadata"]["name"]: ns["metadata"].get("labels") or {} for ns in namespaces
-        }
+    def __init__(self) -> None:
+        self._nodes: dict[str, _Node] = {}
+        self._names: list[str] = []  # sorted: ties go to the first node by name
+        self._namespace_labels: dict[str, dict[str, str]] = {}
         # controller UID -> node -> its pods there, for spreading
         self._by_owner: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-        self._anti: list[tuple[Object, str]] = []  # placed pods with required anti-affinity, and their node
-        for pod in pods:
-            node = pod["spec"].get("nodeName")
-            if node in self._nodes and pod.get("status", {}).get("phase") not in ("Succeeded", "Failed"):
-                self.add(pod, node)
+        self._anti: dict[str, tuple[Object, str]] = {}  # placed pods with required anti-affinity
+        self._placed: dict[str, _Placed] = {}  # pod uid -> what it adds
+        self.version = 0
 
     def __len__(self) -> int:
         return len(self._nodes)
 
-    def add(self, pod: Object, node: str) -> None:
-        state = self._nodes[node]
-        cpu, memory = requests(pod["spec"])
-        state.requested = [state.requested[0] + cpu, state.requested[1] + memory, state.requested[2] + 1]
-        cpu, memory = requests(pod["spec"], non_zero=True)
-        state.non_zero = [state.non_zero[0] + cpu, state.non_zero[1] + memory]
-        state.pods.append(pod)
-        owner = _owner_uid(pod)
+    # ----- keeping up with the cluster ----------------------------------------------------------
+
+    def node_changed(self, name: str, node: Object | None, pods: list[Object]) -> None:
+        """A node was added, changed (``pods`` are those bound to it) or deleted (``node`` None)."""
+        self.version += 1
+        state = self._nodes.get(name)
+        if node is None:
+            if state is not None:
+                for uid in list(state.pods):
+                    self._remove(uid)
+                del self._nodes[name]
+                self._names.remove(name)
+            return
+        if state is not None:
+            fresh = _node_state(node)
+            state.node, state.labels, state.allocatable, state.taints = (
+                fresh.node,
+                fresh.labels,
+                fresh.allocatable,
+                fresh.taints,
+            )
+            return
+        self._nodes[name] = _node_state(node)
+        bisect.insort(self._names, name)
+        for pod in pods:
+            self.pod_changed(None, pod)
+
+    def namespace_changed(self, name: str, namespace: Object | None) -> None:
+        self.version += 1
+        if namespace is None:
+            self._namespace_labels.pop(name, None)
+        else:
+            self._namespace_labels[name] = namespace["metadata"].get("labels") or {}
+
+    def pod_changed(self, old: Object | None, new: Object | None) -> None:
+        """A pod was created, changed or deleted (``new`` None): what it takes from its node follows.
+        Finished pods and pods on nodes the cache does not know take nothing."""
+        uid = (new or old or {})["metadata"]["uid"]
+        before = self._placed.get(uid)
+        after = self._placement_of(new) if new is not None else None
+        if before == after:
+            return
+        self.version += 1
+        if before is not None:
+            self._remove(uid)
+        if after is not None and new is not None:
+            self._add(uid, new, after)
+
+    def _placement_of(self, pod: Object) -> _Placed | None:
+        node = pod["spec"].get("nodeName")
+        if node not in self._nodes or pod.get("status", {}).get("phase") in ("Succeeded", "Failed"):
+            return None
+        spec = pod["spec"]
         # Spreading counts the pods that stay: PodTopologySpread skips terminating ones.
-        if owner is not None and "deletionTimestamp" not in pod["metadata"]:
-            self._by_owner[owner][node] += 1
-        if _terms(pod, "podAntiAffinity"):
-            self._anti.append((pod, node))
+        owner = _owner_uid(pod) if "deletionTimestamp" not in pod["metadata"] else None
+        return _Placed(
+            node,
+            _units(*requests(spec)),
+            _units(*requests(spec, non_zero=True)),
+            owner,
+            bool(_terms(pod, "podAntiAffinity")),
+            tuple(sorted((pod["metadata"].get("labels") or {}).items())),
+        )
+
+    def _add(self, uid: str, pod: Object, placed: _Placed) -> None:
+        state = self._nodes[placed.node]
+        (cpu, memory), (nz_cpu, nz_memory) = placed.requests, placed.non_zero
+        state.requested = [state.requested[0] + cpu, state.requested[1] + memory, state.requested[2] + 1]
+        state.non_zero = [state.non_zero[0] + nz_cpu, state.non_zero[1] + nz_memory]
+        state.pods[uid] = pod
+        if placed.spread_owner is not None:
+            self._by_owner[placed.spread_owner][placed.node] += 1
+        if placed.anti:
+            self._anti[uid] = (pod, placed.node)
+        self._placed[uid] = placed
+
+    def _remove(self, uid: str) -> None:
+        placed = self._placed.pop(uid)
+        state = self._nodes[placed.node]
+        (cpu, memory), (nz_cpu, nz_memory) = placed.requests, placed.non_zero
+        state.requested = [state.requested[0] - cpu, state.requested[1] - memory, state.requested[2] - 1]
+        state.non_zero = [state.non_zero[0] - nz_cpu, state.non_zero[1] - nz_memory]
+        del state.pods[uid]
+        if placed.spread_owner is not None:
+            counts = self._by_owner[placed.spread_owner]
+            counts[placed.node] -= 1
+            if not counts[placed.node]:
+                del counts[placed.node]
+            if not counts:
+                del self._by_owner[placed.spread_owner]
+        self._anti.pop(uid, None)
+
+    # ----- choosing -----------------------------------------------------------------------------
 
     def choose(self, pod: Object) -> str | None:
         """The node kube-scheduler would bind ``pod`` to, or None when no node passes the filters."""
-        feasible = [name for name in self._nodes if self._fits(pod, self._nodes[name])]
+        spec = pod["spec"]
+        named = _named_nodes(spec)
+        candidates = self._names if named is None else sorted(named.intersection(self._nodes))
+        fits = self._filter(pod)
+        feasible = [self._nodes[name] for name in candidates if fits(self._nodes[name])]
         if not feasible:
             return None
-        spread = self._spread_scores(pod, feasible)
-        return max(feasible, key=lambda name: self._fit_score(pod, name) + SPREAD_WEIGHT * spread[name])
+        non_zero = _units(*requests(spec, non_zero=True))
+        scores = [
+            fit + SPREAD_WEIGHT * spread
+            for fit, spread in zip(
+                self._fit_scores(non_zero, feasible), self._spread_scores(pod, feasible), strict=True
+            )
+        ]
+        # The first of the best, by name.
+        return str(feasible[scores.index(max(scores))].node["metadata"]["name"])
 
     # ----- filters --------------------------------------------------------------------------
 
-    def _fits(self, pod: Object, state: _Node) -> bool:
+    def _filter(self, pod: Object) -> Callable[[_Node], bool]:
+        """The filters for ``pod``, read from its spec once: taints it does not tolerate,
+        nodeSelector and required node affinity, requests against what is left, inter-pod affinity."""
         spec = pod["spec"]
-        if untolerated(spec, state.node, ("NoSchedule", "NoExecute")) or not matches_node(spec, state.node):
-            return False
-        cpu, memory = requests(spec)
-        max_cpu, max_memory, max_pods = allocatable(state.node)
-        used = state.requested
-        if not (used[0] + cpu <= max_cpu + 1e-9 and used[1] + memory <= max_memory and used[2] < max_pods):
-            return False
-        return self._affinity_allows(pod, state)
+        tolerations = spec.get("tolerations") or []
+        node_selector = spec.get("nodeSelector") or {}
+        required = required_node_affinity(spec)
+        cpu, memory = _units(*requests(spec))
+        affinity = bool(self._anti or _terms(pod, "podAntiAffinity") or _terms(pod, "podAffinity"))
+
+        def fits(state: _Node) -> bool:
+            if any(not tolerates(tolerations, taint) for taint in state.taints):
+                return False
+            name = state.node["metadata"]["name"]
+            if (node_selector or required) and not selects_node(node_selector, required, state.labels, name):
+                return False
+            used, (max_cpu, max_memory, max_pods) = state.requested, state.allocatable
+            if used[0] + cpu > max_cpu or used[1] + memory > max_memory or used[2] >= max_pods:
+                return False
+            return not affinity or self._affinity_allows(pod, state)
+
+        return fits
 
     def _affinity_allows(self, pod: Object, state: _Node) -> bool:
         """InterPodAffinity's filter: the pod's required anti-affinity and affinity terms, and the
@@ -170,7 +319,7 @@ class Placement:
         for term in _terms(pod, "podAntiAffinity"):
             if any(self._selects(term, pod, other) for other in self._in_domain(state, term["topologyKey"])):
                 return False
-        for other, where in self._anti:
+        for other, where in self._anti.values():
             for term in _terms(other, "podAntiAffinity"):
                 key = term["topologyKey"]
                 value = self._nodes[where].labels.get(key)
@@ -182,7 +331,7 @@ class Placement:
                 continue
             # No match in the node's domain: allowed only for the first pod of a group whose term
             # selects the pod itself, while no pod anywhere matches (satisfyPodAffinity).
-            anywhere = any(self._selects(term, pod, p) for n in self._nodes.values() for p in n.pods)
+            anywhere = any(self._selects(term, pod, p) for n in self._nodes.values() for p in n.pods.values())
             if anywhere or key not in state.labels or not self._selects(term, pod, pod):
                 return False
         return True
@@ -192,7 +341,7 @@ class Placement:
         value = state.labels.get(key)
         if value is None:
             return []
-        return [p for n in self._nodes.values() if n.labels.get(key) == value for p in n.pods]
+        return [p for n in self._nodes.values() if n.labels.get(key) == value for p in n.pods.values()]
 
     def _selects(self, term: Object, owner: Object, other: Object) -> bool:
         """Whether an affinity term of ``owner`` selects ``other``: its namespaces (the owner's own by
@@ -210,39 +359,39 @@ class Placement:
 
     # ----- scores ---------------------------------------------------------------------------
 
-    def _fit_score(self, pod: Object, name: str) -> float:
+    def _fit_scores(self, non_zero: tuple[int, int], nodes: list[_Node]) -> list[float]:
         """LeastAllocated: the average free share of CPU and memory once the pod is there."""
-        state = self._nodes[name]
-        cpu, memory = requests(pod["spec"], non_zero=True)
-        max_cpu, max_memory, _ = allocatable(state.node)
-        free = [
-            (capacity - used - asked) * MAX_NODE_SCORE / capacity if capacity > 0 else 0.0
-            for capacity, used, asked in (
-                (max_cpu, state.non_zero[0], cpu),
-                (max_memory, state.non_zero[1], memory),
+        cpu, memory = non_zero
+        scores = []
+        for state in nodes:
+            (max_cpu, max_memory, _), (used_cpu, used_memory) = state.allocatable, state.non_zero
+            free_cpu = (max_cpu - used_cpu - cpu) * MAX_NODE_SCORE / max_cpu if max_cpu > 0 else 0.0
+            free_memory = (
+                (max_memory - used_memory - memory) * MAX_NODE_SCORE / max_memory if max_memory > 0 else 0.0
             )
-        ]
-        return sum(max(share, 0.0) for share in free) / 2
+            scores.append((max(free_cpu, 0.0) + max(free_memory, 0.0)) / 2)
+        return scores
 
-    def _spread_scores(self, pod: Object, feasible: list[str]) -> dict[str, float]:
+    def _spread_scores(self, pod: Object, nodes: list[_Node]) -> list[float]:
         """PodTopologySpread with the system default constraints, its selector being the pod's
         controller: fewer pods of the same controller in a node's host and zone score higher."""
         owner = _owner_uid(pod)
         if owner is None:
-            return dict.fromkeys(feasible, 0.0)
-        on_node = self._by_owner[owner]
-        raw = dict.fromkeys(feasible, 0.0)
+            return [0.0] * len(nodes)
+        on_node = self._by_owner.get(owner, {})
+        raw = [0.0] * len(nodes)
         for key, max_skew in DEFAULT_SPREAD:
+            domains = [state.labels.get(key) for state in nodes]
             # topologyNormalizingWeight: log(domains + 2), the domains being those of the feasible nodes.
-            weight = math.log(len({self._nodes[n].labels.get(key) for n in feasible}) + 2)
+            weight = math.log(len(set(domains)) + 2)
             in_domain: dict[str | None, int] = defaultdict(int)
             for node, count in on_node.items():
                 in_domain[self._nodes[node].labels.get(key)] += count
-            for name in feasible:
-                raw[name] += in_domain[self._nodes[name].labels.get(key)] * weight + (max_skew - 1)
+            for index, domain in enumerate(domains):
+                raw[index] += in_domain[domain] * weight + (max_skew - 1)
         # NormalizeScore: the node with the fewest matching pods scores MAX_NODE_SCORE.
-        rounded = {name: round(score) for name, score in raw.items()}
-        high, low = max(rounded.values()), min(rounded.values())
+        rounded = [round(score) for score in raw]
+        high, low = max(rounded), min(rounded)
         if high == 0:
-            return dict.fromkeys(feasible, float(MAX_NODE_SCORE))
-        return {name: MAX_NODE_SCORE * (high + low - score) / high for name, score in rounded.items()}
+            return [float(MAX_NODE_SCORE)] * len(nodes)
+        return [MAX_NODE_SCORE * (high + low - score) / high for score in rounded]

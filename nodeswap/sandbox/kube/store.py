@@ -5,27 +5,34 @@ counter for the whole store, as etcd's revision) and is appended to a bounded hi
 resumes from any version still in the history and gets ``410 Expired`` for older ones. The store is
 used under the sandbox's lock; watchers receive events through thread-safe queues. Inside
 ``dry_run()`` writes are computed but not committed.
+
+Objects are kept by namespace, and by any key an index derives from them (pods by node, by owner, by
+label...), updated on each write as the API server's watch cache indexers are, so that controllers
+find the few objects a change concerns without scanning them all.
 """
 
 from __future__ import annotations
 
-import copy
+import builtins
 import queue
 import secrets
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from nodeswap.sandbox.clock import Clock
 from nodeswap.sandbox.kube import errors
+from nodeswap.sandbox.kube.clone import clone
 from nodeswap.sandbox.kube.patch import merge_patch
 from nodeswap.sandbox.kube.resources import Resource
 
 Object = dict[str, Any]
 Matcher = Callable[[Object], bool]
+Key = tuple[str, str]  # (namespace, name); the namespace is "" for cluster-scoped objects
+IndexKeys = Callable[[Object], Iterable[Hashable]]
 
 
 def rfc3339(clock: Clock) -> str:
@@ -65,8 +72,7 @@ class Watcher:
             self.events.put(("ADDED", change.object))
         elif before and change.old is not None:
             # The object as the watcher last saw it (it no longer matches now), at the event's version.
-            gone = copy.deepcopy(change.old)
-            gone["metadata"]["resourceVersion"] = str(change.rv)
+            gone = {**change.old, "metadata": {**change.old["metadata"], "resourceVersion": str(change.rv)}}
             self.events.put(("DELETED", gone))
 
     def close(self) -> None:
@@ -81,10 +87,33 @@ class Watcher:
 Listener = Callable[[Change], None]
 
 
+class _Index:
+    """Objects by the keys ``keys`` derives from each; every bucket keeps its objects in the order
+    they entered it (an object changed in place keeps its place), as the store's own buckets do."""
+
+    def __init__(self, keys: IndexKeys) -> None:
+        self.keys = keys
+        self.buckets: dict[Hashable, dict[Key, Object]] = {}
+
+    def update(self, key: Key, old: Object | None, new: Object | None) -> None:
+        before = set(self.keys(old)) if old is not None else set()
+        after = set(self.keys(new)) if new is not None else set()
+        for value in before - after:
+            bucket = self.buckets[value]
+            del bucket[key]
+            if not bucket:
+                del self.buckets[value]
+        if new is not None:
+            for value in after:
+                self.buckets.setdefault(value, {})[key] = new
+
+
 class Store:
     def __init__(self, clock: Clock, history_limit: int) -> None:
         self.clock = clock
-        self._objects: dict[str, dict[tuple[str, str], Object]] = {}
+        self._objects: dict[str, dict[Key, Object]] = {}
+        self._by_namespace: dict[str, dict[str, dict[Key, Object]]] = {}
+        self._indexes: dict[str, dict[str, _Index]] = {}
         self._rv = 0
         self._history: deque[Change] = deque(maxlen=history_limit)
         self._compacted = 0  # the newest resourceVersion no longer in the history
@@ -108,15 +137,25 @@ class Store:
         return self._bucket(resource).get((namespace, name))
 
     def list(self, resource: Resource, namespace: str | None = None) -> list[Object]:
-        objects = self._bucket(resource).values()
         if namespace is None:
-            return list(objects)
-        return [obj for obj in objects if obj["metadata"].get("namespace") == namespace]
+            return list(self._bucket(resource).values())
+        return list(self._by_namespace.get(resource.key, {}).get(namespace, {}).values())
+
+    def add_index(self, resource: Resource, name: str, keys: IndexKeys) -> None:
+        """Keep ``resource``'s objects findable by every key ``keys(obj)`` yields (see ``indexed``)."""
+        index = self._indexes.setdefault(resource.key, {})[name] = _Index(keys)
+        for key, obj in self._bucket(resource).items():
+            index.update(key, None, obj)
+
+    def indexed(self, resource: Resource, name: str, key: Hashable) -> builtins.list[Object]:
+        """The objects of ``resource`` for which index ``name`` yields ``key``."""
+        bucket = self._indexes[resource.key][name].buckets.get(key)
+        return list(bucket.values()) if bucket else []
 
     # ----- writes ----------------------------------------------------------------------------
 
     def create(self, resource: Resource, obj: Object) -> Object:
-        obj = copy.deepcopy(obj)
+        obj = clone(obj)
         meta = obj.setdefault("metadata", {})
         namespace = meta.get("namespace", "") if resource.namespaced else ""
         if resource.namespaced:
@@ -148,7 +187,10 @@ class Store:
         given = meta.get("resourceVersion")
         if check_version and given and given != old["metadata"]["resourceVersion"]:
             raise errors.conflict(resource, meta["name"])
-        obj = copy.deepcopy(obj)
+        return self._replace(resource, clone(obj), old)
+
+    def _replace(self, resource: Resource, obj: Object, old: Object) -> Object:
+        """Store ``obj`` (the store's own copy from now on) in place of ``old``."""
         meta = obj["metadata"]
         for immutable in ("uid", "creationTimestamp", "namespace"):
             if immutable in old["metadata"]:
@@ -171,18 +213,22 @@ class Store:
         self, resource: Resource, namespace: str, name: str, change: Callable[[Object], None]
     ) -> Object:
         """Read, change and write back an object (for the simulated controllers)."""
-        obj = copy.deepcopy(self.get(resource, namespace, name))
+        old = self.get(resource, namespace, name)
+        obj = clone(old)
         change(obj)
-        return self.update(resource, obj, check_version=False)
+        return self._replace(resource, obj, old)
 
     def merge(self, resource: Resource, namespace: str, name: str, changes: Object) -> Object:
         """Apply a JSON merge patch (RFC 7386: maps merge, None deletes, lists are replaced)."""
-        return self.modify(resource, namespace, name, lambda obj: obj.update(merge_patch(obj, changes)))
+        old = self.get(resource, namespace, name)
+        return self._replace(resource, merge_patch(old, changes), old)
 
     def remove(self, resource: Resource, namespace: str, name: str) -> Object:
         """Delete an object for good (graceful deletion is the API layer's concern)."""
         old = self.get(resource, namespace, name)
-        return self._commit(resource, "DELETED", copy.deepcopy(old), old)
+        # Stored objects are never changed in place (the history holds them): the deleted state is a
+        # new top level and metadata, sharing the rest.
+        return self._commit(resource, "DELETED", {**old, "metadata": {**old["metadata"]}}, old)
 
     @contextmanager
     def dry_run(self, enabled: bool = True) -> Iterator[None]:
@@ -231,7 +277,7 @@ class Store:
 
     # ----- internals -------------------------------------------------------------------------
 
-    def _bucket(self, resource: Resource) -> dict[tuple[str, str], Object]:
+    def _bucket(self, resource: Resource) -> dict[Key, Object]:
         return self._objects.setdefault(resource.key, {})
 
     def _commit(self, resource: Resource, kind: str, obj: Object, old: Object | None) -> Object:
@@ -246,10 +292,15 @@ class Store:
         self._rv += 1
         meta["resourceVersion"] = str(self._rv)
         key = (meta.get("namespace", ""), meta["name"])
+        in_namespace = self._by_namespace.setdefault(resource.key, {}).setdefault(key[0], {})
         if kind == "DELETED":
             self._bucket(resource).pop(key, None)
+            in_namespace.pop(key, None)
         else:
             self._bucket(resource)[key] = obj
+            in_namespace[key] = obj
+        for index in self._indexes.get(resource.key, {}).values():
+            index.update(key, old, None if kind == "DELETED" else obj)
         if len(self._history) == self._history.maxlen:
             self._compacted = self._history[0].rv
         change = Change(self._rv, resource, kind, obj, old)
