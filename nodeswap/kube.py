@@ -11,20 +11,18 @@ import functools
 import hashlib
 import json
 import math
-import queue
 import re
-import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
+from kubernetes.watch.watch import iter_resp_lines
 from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential
 from urllib3.exceptions import HTTPError
 
@@ -32,6 +30,7 @@ from nodeswap import USER_AGENT
 from nodeswap.errors import OperationError, UsageError
 from nodeswap.model import Budget, Node, Owner, Pod, Resources, Service, Snapshot, Taint
 from nodeswap.placement import quantity, requests, required_node_affinity
+from nodeswap.plan import DO_NOT_DISRUPT
 
 RETIRING_TAINT = "nodeswap.io/retiring"
 SCALE_DOWN_DISABLED = "cluster-autoscaler.kubernetes.io/scale-down-disabled"
@@ -40,6 +39,7 @@ CORDONED_BEFORE = "nodeswap.io/cordoned-before"
 LOCK_NAMESPACE = "kube-system"
 WATCH_SECONDS = 30  # server-side watch timeout; the client gives up on a silent connection after 60 s
 T = TypeVar("T")
+Kind = Literal["nodes", "pods", "budgets"]  # what the cache lists and watches
 
 
 def _transient(exc: BaseException) -> bool:
@@ -182,87 +182,107 @@ class Kube:
     # ----- reads -------------------------------------------------------------------------------
 
     def nodes(self) -> list[Node]:
-        return [_node(n) for n in _items("list nodes", self.core.list_node)]
+        return [_node(n) for n in self.list_raw("nodes")[0]]
 
     def pods(self) -> list[Pod]:
-        return [_pod(p) for p in _items("list pods", self.core.list_pod_for_all_namespaces)]
+        return [_pod(p) for p in self.list_raw("pods")[0]]
 
-    def pods_on(self, node: str) -> list[Pod]:
-        listed = _items(
-            f"list the pods on {node}",
-            self.core.list_pod_for_all_namespaces,
-            field_selector=f"spec.nodeName={node}",
-        )
-        return [_pod(p) for p in listed]
+    def budgets(self) -> list[Budget]:
+        return [_budget(b) for b in self.list_raw("budgets")[0]]
 
     def snapshot(self) -> Snapshot:
         """Everything the planner reads from the cluster, one list per kind."""
-        replica_sets = _items("list ReplicaSets", self.apps.list_replica_set_for_all_namespaces)
+        return Snapshot(
+            nodes=tuple(self.nodes()),
+            pods=tuple(self.pods()),
+            budgets=tuple(self.budgets()),
+            **self.audited(),
+        )
+
+    def audited(self) -> dict[str, Any]:
+        """What only the plan's audit reads, listed once per command: Services, and the controllers of
+        ReplicaSets (a Deployment's pods name their ReplicaSet as owner)."""
         controllers = {}
-        for raw in replica_sets:
+        for raw in _items("list ReplicaSets", self.apps.list_replica_set_for_all_namespaces):
             meta = raw["metadata"]
             owner = next((o for o in meta.get("ownerReferences") or [] if o.get("controller")), None)
             if owner is not None:
                 controllers[f"{meta['namespace']}/ReplicaSet/{meta['name']}"] = Owner(
                     owner["kind"], owner["name"]
                 )
-        return Snapshot(
-            nodes=tuple(self.nodes()),
-            pods=tuple(self.pods()),
-            budgets=tuple(self.budgets()),
-            services=tuple(
-                _service(s) for s in _items("list Services", self.core.list_service_for_all_namespaces)
-            ),
-            controllers=controllers,
-        )
+        services = _items("list Services", self.core.list_service_for_all_namespaces)
+        return {"services": tuple(_service(s) for s in services), "controllers": controllers}
 
-    def budgets(self) -> list[Budget]:
-        listed = _call("list PodDisruptionBudgets", self.policy.list_pod_disruption_budget_for_all_namespaces)
-        return [_budget(b, self.api) for b in listed.items]
+    def _lister(self, kind: Kind) -> Callable[..., Any]:
+        listers: dict[Kind, Callable[..., Any]] = {
+            "nodes": self.core.list_node,
+            "pods": self.core.list_pod_for_all_namespaces,
+            "budgets": self.policy.list_pod_disruption_budget_for_all_namespaces,
+        }
+        return listers[kind]
+
+    def list_raw(self, kind: Kind) -> tuple[list[dict[str, Any]], str]:
+        """Every object of a kind as the API server sends it (parsing the JSON directly is many times
+        faster than the client's models), and the list's resourceVersion, to watch from."""
+        lister = self._lister(kind)
+        response = _call(f"list {kind}", lambda: lister(_preload_content=False))
+        listed: dict[str, Any] = json.loads(response.data)
+        return listed["items"], listed["metadata"]["resourceVersion"]
+
+    def watch_raw(self, kind: Kind, version: str) -> Iterator[tuple[str, dict[str, Any]]]:
+        """The changes to a kind after ``version``, as (type, object as sent), ending when the API server
+        closes the watch (after WATCH_SECONDS). BOOKMARK events carry only a newer version. Raises
+        ApiException 410 when ``version`` is too old to resume from: the caller lists again."""
+        response = self._lister(kind)(
+            watch=True,
+            resource_version=version,
+            allow_watch_bookmarks=True,
+            timeout_seconds=WATCH_SECONDS,
+            _request_timeout=WATCH_SECONDS * 2,
+            _preload_content=False,
+        )
+        try:
+            for line in iter_resp_lines(response):
+                if not line.strip():
+                    continue
+                event = json.loads(line)
+                if event["type"] == "ERROR":
+                    status = event["object"]
+                    raise ApiException(status=status.get("code"), reason=status.get("message"))
+                yield event["type"], event["object"]
+        finally:
+            response.release_conn()
 
     # ----- node changes ------------------------------------------------------------------------
 
-    def fence(self, node: str, run: str) -> None:
+    def node(self, name: str) -> Node | None:
+        """The node as the API server has it now; None once it is gone."""
+        found = _unless((404,), f"read {name}", lambda: self.core.read_node(name, _preload_content=False))
+        return _node(json.loads(found.data)) if found is not None else None
+
+    def fence(self, node: Node, run: str) -> None:
         """Cordon the node and taint it NoSchedule (the taint's value: the rollout), so nothing new lands
         on it. Idempotent."""
         self._set_fence(node, run)
 
-    def unfence(self, node: str) -> None:
+    def unfence(self, node: Node) -> None:
         """Remove nodeswap's taint and uncordon the node. Idempotent; a node already gone needs none."""
         self._set_fence(node, None)
 
-    def _set_fence(self, node: str, run: str | None) -> None:
-        """A node someone had cordoned before nodeswap fenced it is marked so (CORDONED_BEFORE), and stays
-        cordoned when un-fenced. A concurrent change to the node (409) is met by reading it again."""
-        what = f"{'fence' if run else 'un-fence'} {node}"
+    def _set_fence(self, node: Node, run: str | None) -> None:
+        """One patch, written from the node as the caller read it (the cache's copy) with its
+        resourceVersion as a precondition; a concurrent change (409) is met by reading it again."""
+        what = f"{'fence' if run else 'un-fence'} {node.name}"
+        current: Node | None = node
         for _ in range(5):
-            current = _unless((404,), f"read {node}", lambda: self.core.read_node(node))
             if current is None:
+                return  # gone: nothing to fence or un-fence
+            patch = functools.partial(self.core.patch_node, node.name, _fence_patch(current, run))
+            if _unless((404, 409), what, patch) is not None:
                 return
-            taints = [t.to_dict() for t in current.spec.taints or [] if t.key != RETIRING_TAINT]
-            ours = len(taints) != len(current.spec.taints or [])
-            annotations = current.metadata.annotations or {}
-            if run is not None:
-                taints.append({"key": RETIRING_TAINT, "value": run, "effect": "NoSchedule"})
-                before = annotations.get(CORDONED_BEFORE) or (
-                    "true" if current.spec.unschedulable and not ours else None
-                )
-            else:
-                before = None
-            body = {
-                "metadata": {
-                    "resourceVersion": current.metadata.resource_version,
-                    "annotations": {CORDONED_BEFORE: before},
-                },
-                "spec": {
-                    "unschedulable": run is not None or CORDONED_BEFORE in annotations,
-                    "taints": [{k: v for k, v in t.items() if v is not None} for t in taints],
-                },
-            }
-            if _unless((409,), what, functools.partial(self.core.patch_node, node, body)) is not None:
-                return
+            current = self.node(node.name)
         raise OperationError(
-            f"{node} kept changing while nodeswap tried to {what}", "re-run the same command"
+            f"{node.name} kept changing while nodeswap tried to {what}", "re-run the same command"
         )
 
     def annotate(self, node: str, annotations: dict[str, str | None]) -> None:
@@ -320,28 +340,6 @@ class Kube:
         except (HTTPError, OSError) as exc:
             return EvictionResult(Eviction.THROTTLED, f"the API server did not answer: {exc}")
         return EvictionResult(Eviction.EVICTED)
-
-    # ----- watching ----------------------------------------------------------------------------
-
-    @contextmanager
-    def changes(self) -> Iterator[queue.Queue[str]]:
-        """A queue that gets "pods", "nodes" or "budgets" whenever one of them changes: waits block on it
-        instead of sleeping. Watches resume from their last version and restart on 410."""
-        changed: queue.Queue[str] = queue.Queue()
-        stop = threading.Event()
-        lists: dict[str, Callable[..., Any]] = {
-            "pods": self.core.list_pod_for_all_namespaces,
-            "nodes": self.core.list_node,
-            "budgets": self.policy.list_pod_disruption_budget_for_all_namespaces,
-        }
-        for kind, lister in lists.items():
-            threading.Thread(
-                target=_follow, args=(lister, kind, changed, stop), daemon=True, name=f"watch-{kind}"
-            ).start()
-        try:
-            yield changed
-        finally:
-            stop.set()
 
     # ----- the lock ----------------------------------------------------------------------------
 
@@ -434,6 +432,29 @@ class Kube:
         )
 
 
+def _fence_patch(node: Node, run: str | None) -> dict[str, Any]:
+    """The patch that fences (``run``) or un-fences the node as read. A node someone had cordoned before
+    nodeswap fenced it is marked so (CORDONED_BEFORE), and stays cordoned when un-fenced."""
+    taints = [t for t in node.taints if t.key != RETIRING_TAINT]
+    ours = len(taints) != len(node.taints)
+    before = None
+    if run is not None:
+        taints.append(Taint(RETIRING_TAINT, "NoSchedule", run))
+        before = node.annotations.get(CORDONED_BEFORE) or (
+            "true" if node.unschedulable and not ours else None
+        )
+    metadata: dict[str, Any] = {"annotations": {CORDONED_BEFORE: before}}
+    if node.resource_version:
+        metadata["resourceVersion"] = node.resource_version
+    return {
+        "metadata": metadata,
+        "spec": {
+            "unschedulable": run is not None or CORDONED_BEFORE in node.annotations,
+            "taints": [t.as_dict() for t in taints],
+        },
+    }
+
+
 def fenced(node: Node) -> bool:
     """Whether nodeswap's taint is on the node."""
     return any(t.key == RETIRING_TAINT for t in node.taints)
@@ -448,36 +469,10 @@ def object_name(prefix: str, group: str) -> str:
     return f"{prefix}-{cleaned}"
 
 
-def _items(what: str, lister: Callable[..., Any], **query: Any) -> list[dict[str, Any]]:
-    """A list request's items as the API server sends them: parsing the JSON directly is many times
-    faster than the client's model objects, which matters for clusters of tens of thousands of pods."""
-    response = _call(what, lambda: lister(_preload_content=False, **query))
+def _items(what: str, lister: Callable[..., Any]) -> list[dict[str, Any]]:
+    response = _call(what, lambda: lister(_preload_content=False))
     items: list[dict[str, Any]] = json.loads(response.data)["items"]
     return items
-
-
-def _follow(lister: Callable[..., Any], kind: str, changed: queue.Queue[str], stop: threading.Event) -> None:
-    """Feed ``changed`` from one watch, resuming from the last version; relist after a 410 or a failure."""
-    version: str | None = None
-    while not stop.is_set():
-        try:
-            if version is None:
-                version = lister(limit=1).metadata.resource_version
-                changed.put(kind)
-            stream = watch.Watch().stream(
-                lister,
-                resource_version=version,
-                timeout_seconds=WATCH_SECONDS,
-                _request_timeout=WATCH_SECONDS * 2,
-            )
-            for event in stream:
-                if stop.is_set():
-                    return
-                version = event["object"].metadata.resource_version
-                changed.put(kind)
-        except (ApiException, HTTPError, OSError, ValueError):
-            stop.wait(1.0)  # the API server is struggling or the version expired: relist, a second later
-            version = None
 
 
 def _node(raw: dict[str, Any]) -> Node:
@@ -489,7 +484,10 @@ def _node(raw: dict[str, Any]) -> Node:
         provider_id=spec.get("providerID") or "",
         ready=ready.get("status") == "True",
         unschedulable=bool(spec.get("unschedulable")),
-        taints=tuple(Taint(t["key"], t["effect"], t.get("value") or "") for t in spec.get("taints") or []),
+        taints=tuple(
+            Taint(t["key"], t["effect"], t.get("value") or "", t.get("timeAdded"))
+            for t in spec.get("taints") or []
+        ),
         labels=dict(meta.get("labels") or {}),
         annotations=dict(meta.get("annotations") or {}),
         allocatable=Resources(
@@ -499,6 +497,7 @@ def _node(raw: dict[str, Any]) -> Node:
         ),
         created_at=_time(meta.get("creationTimestamp")),
         ready_since=_time(ready.get("lastTransitionTime")) if ready.get("status") == "True" else None,
+        resource_version=meta.get("resourceVersion") or "",
     )
 
 
@@ -510,19 +509,21 @@ def _pod(raw: dict[str, Any]) -> Pod:
     probes = [c["readinessProbe"] for c in containers if c.get("readinessProbe")]
     hooks = [(c.get("lifecycle") or {}).get("preStop") for c in containers]
     cpu, memory = requests(spec)
+    annotations = meta.get("annotations") or {}
     return Pod(
         namespace=meta["namespace"],
         name=meta["name"],
         uid=meta["uid"],
         node=spec.get("nodeName"),
         labels=dict(meta.get("labels") or {}),
-        annotations=dict(meta.get("annotations") or {}),
+        # Only the annotations nodeswap reads: a pod's can be large (kubectl's last-applied-configuration).
+        annotations={k: annotations[k] for k in DO_NOT_DISRUPT if k in annotations},
         owner=Owner(controller["kind"], controller["name"]) if controller else None,
         phase=status.get("phase", "Pending"),
         ready=ready.get("status") == "True",
         deleting=meta.get("deletionTimestamp") is not None,
         empty_dir=any("emptyDir" in v for v in spec.get("volumes") or []),
-        mirror="kubernetes.io/config.mirror" in (meta.get("annotations") or {}),
+        mirror="kubernetes.io/config.mirror" in annotations,
         requests=Resources(cpu, memory, 1),
         node_selector=dict(spec.get("nodeSelector") or {}),
         node_affinity=required_node_affinity(spec),
@@ -557,17 +558,24 @@ def _service(raw: dict[str, Any]) -> Service:
     return Service(meta["namespace"], meta["name"], dict((raw.get("spec") or {}).get("selector") or {}))
 
 
-def _budget(raw: client.V1PodDisruptionBudget, api: client.ApiClient) -> Budget:
-    status = raw.status
-    selector = raw.spec.selector
+def _budget(raw: dict[str, Any]) -> Budget:
+    meta, spec, status = raw["metadata"], raw.get("spec") or {}, raw.get("status") or {}
     return Budget(
-        namespace=raw.metadata.namespace,
-        name=raw.metadata.name,
-        selector=api.sanitize_for_serialization(selector) if selector is not None else None,
-        min_available=raw.spec.min_available,
-        max_unavailable=raw.spec.max_unavailable,
-        expected_pods=status.expected_pods if status else 0,
-        current_healthy=status.current_healthy if status else 0,
-        desired_healthy=status.desired_healthy if status else 0,
-        disruptions_allowed=status.disruptions_allowed if status else 0,
+        namespace=meta["namespace"],
+        name=meta["name"],
+        selector=spec.get("selector"),
+        min_available=spec.get("minAvailable"),
+        max_unavailable=spec.get("maxUnavailable"),
+        expected_pods=status.get("expectedPods", 0),
+        current_healthy=status.get("currentHealthy", 0),
+        desired_healthy=status.get("desiredHealthy", 0),
+        disruptions_allowed=status.get("disruptionsAllowed", 0),
     )
+
+
+# How each kind the cache keeps is read from the API's JSON, and keyed.
+PARSERS: dict[Kind, Callable[[dict[str, Any]], Node | Pod | Budget]] = {
+    "nodes": _node,
+    "pods": _pod,
+    "budgets": _budget,
+}

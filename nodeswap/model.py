@@ -87,6 +87,11 @@ class Taint:
     key: str
     effect: str
     value: str = ""
+    time_added: str | None = None  # set on NoExecute taints; written back as read
+
+    def as_dict(self) -> dict[str, str]:
+        written = {"key": self.key, "effect": self.effect, "value": self.value, "timeAdded": self.time_added}
+        return {k: v for k, v in written.items() if v}
 
 
 @dataclass(frozen=True)
@@ -131,6 +136,9 @@ class Node:
     allocatable: Resources = Resources()
     created_at: datetime | None = None
     ready_since: datetime | None = None  # when its Ready condition last turned True
+    # Changes with every status heartbeat, so it does not count in comparisons: a node whose facts are
+    # the same is the same. Written back as a precondition (optimistic concurrency).
+    resource_version: str = field(default="", compare=False)
 
     @property
     def instance_id(self) -> str | None:

@@ -28,7 +28,6 @@ The engine emits events; the CLI renders them.
 from __future__ import annotations
 
 import dataclasses
-import queue
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -37,10 +36,11 @@ from datetime import UTC, datetime
 
 from nodeswap.audit import INSTANCE_TYPE_LABELS
 from nodeswap.aws import Aws
+from nodeswap.cache import Cache
 from nodeswap.errors import AccessDenied, OperationError, RefusedError, RolledBack, UsageError
 from nodeswap.kube import Kube, fenced
 from nodeswap.lease import Lock
-from nodeswap.model import Blocker, Group
+from nodeswap.model import Blocker, Group, Snapshot
 from nodeswap.plan import GroupPlan, plan_group
 from nodeswap.record import Capacity, Record, RecordStore, Template, replace_command
 from nodeswap.run import Emit, Event, RolloutSettings, Run, Summary
@@ -79,7 +79,8 @@ def plan_groups(
 ) -> tuple[dict[str, GroupRollout], list[GroupPlan]]:
     """Plan every group, reading only: what `nodeswap plan` reports and `replace` acts on."""
     rollouts = rollouts_for(aws, kube, groups, settings_for, emit)
-    return rollouts, [rollouts[group.name].plan(group) for group in groups]
+    snapshot = kube.snapshot()
+    return rollouts, [rollouts[group.name].plan(group, snapshot) for group in groups]
 
 
 def refusals(plans: list[GroupPlan]) -> list[tuple[str, Blocker]]:
@@ -97,12 +98,15 @@ def replace_groups(
     confirm: Callable[[list[GroupPlan]], bool] = lambda plans: True,
 ) -> list[Summary]:
     """Lock every group (a concurrent run is refused before anything is planned), plan them, refuse if
-    any plan has a blocker (nothing changed yet), then replace the groups one after the other."""
+    any plan has a blocker (nothing changed yet), then replace the groups one after the other. The cluster
+    is listed once, for the plans and every rollout, and watched from then on."""
     rollouts = rollouts_for(aws, kube, groups, settings_for, emit)
     dry_run = any(r.settings.dry_run for r in rollouts.values())
     with ExitStack() as stack:
         locks = {} if dry_run else {name: stack.enter_context(r.lock(name)) for name, r in rollouts.items()}
-        plans = [rollouts[group.name].plan(group) for group in groups]
+        cluster = stack.enter_context(Cache(kube))
+        snapshot = cluster.snapshot()
+        plans = [rollouts[group.name].plan(group, snapshot) for group in groups]
         for plan in plans:
             rollouts[plan.group.name].announce(plan)
         blockers = refusals(plans)
@@ -113,7 +117,7 @@ def replace_groups(
             return [Summary(p.group.name, nothing_to_do=not p.outdated, dry_run=dry_run) for p in plans]
         if not confirm(todo):
             raise OperationError("not confirmed; nothing was changed", "re-run and answer y, or pass --yes")
-        return [rollouts[plan.group.name].run(plan, locks[plan.group.name]) for plan in todo]
+        return [rollouts[plan.group.name].run(plan, locks[plan.group.name], cluster) for plan in todo]
 
 
 class GroupRollout:
@@ -131,14 +135,13 @@ class GroupRollout:
 
         return Lock(self.kube, group, self.run_id, self.settings.lock_duration, say)
 
-    def plan(self, group: Group) -> GroupPlan:
+    def plan(self, group: Group, snapshot: Snapshot) -> GroupPlan:
         """The plan `nodeswap plan` prints and `replace` acts on: read-only. An interrupted rollout is
         continued as it was recorded: options that contradict its record are a blocker, and what only
         describes a group before a rollout (instances launching, MaxSize raised) is not."""
         self.record = self.store.load(group)
         cutoff = self.record.launched_before if self.record else None
         group = self.aws.with_details(group)
-        snapshot = self.kube.snapshot()
         reported = {n.labels.get(INSTANCE_TYPE_LABELS[0]) for n in snapshot.nodes if n.ready}
         plan = plan_group(
             group,
@@ -202,34 +205,33 @@ class GroupRollout:
 
     # ----- the rollout, in order ---------------------------------------------------------------
 
-    def run(self, plan: GroupPlan, lock: Lock) -> Summary:
+    def run(self, plan: GroupPlan, lock: Lock, cluster: Cache) -> Summary:
         summary = Summary(plan.group.name)
         name = plan.group.name
-        with self.kube.changes() as changes:
-            group = self.aws.groups([name])[0]
+        group = self.aws.groups([name])[0]
+        try:
+            record = self.store.load(group) or self._new_record(group, plan)
+            run = self._run(record, lock, cluster, summary)
+            run.join_seconds = plan.estimate.join_seconds if plan.estimate else 0.0
             try:
-                record = self.store.load(group) or self._new_record(group, plan)
-                run = self._run(record, lock, changes, summary)
-                run.join_seconds = plan.estimate.join_seconds if plan.estimate else 0.0
-                try:
-                    self._replace(run)
-                except StepFailed as failure:
-                    self._failed(run, failure)
-            except AccessDenied as denied:
-                # Not rolled back (the undo needs the same kind of permissions): the rollout stops where
-                # it stands, recorded, and goes on once the action is granted.
-                raise denied.mid_rollout(
-                    f"the rollout of {name} stopped there; what it changed is recorded on the group "
-                    f"(nodeswap status --asg {name} shows it)",
-                    f"continue it with {replace_command(name, self.settings.selection())}, or undo it "
-                    f"with nodeswap abort --asg {name}",
-                ) from denied
+                self._replace(run)
+            except StepFailed as failure:
+                self._failed(run, failure)
+        except AccessDenied as denied:
+            # Not rolled back (the undo needs the same kind of permissions): the rollout stops where
+            # it stands, recorded, and goes on once the action is granted.
+            raise denied.mid_rollout(
+                f"the rollout of {name} stopped there; what it changed is recorded on the group "
+                f"(nodeswap status --asg {name} shows it)",
+                f"continue it with {replace_command(name, self.settings.selection())}, or undo it "
+                f"with nodeswap abort --asg {name}",
+            ) from denied
         done = f"replaced {len(summary.replaced)} nodes, evicted {summary.evicted} pods"
         self.emit(Event(plan.group.name, "done", done, summary.as_dict()))
         return summary
 
-    def _run(self, record: Record, lock: Lock, changes: queue.Queue[str], summary: Summary) -> Run:
-        return Run(self.aws, self.kube, self.settings, self.emit, self.store, record, lock, changes, summary)
+    def _run(self, record: Record, lock: Lock, cluster: Cache, summary: Summary) -> Run:
+        return Run(self.aws, self.kube, self.settings, self.emit, self.store, record, lock, cluster, summary)
 
     def _new_record(self, group: Group, plan: GroupPlan) -> Record:
         launch = group.launch
@@ -274,7 +276,7 @@ class GroupRollout:
                 ready = join(run)
                 if canary:
                     check_canary(run, ready)
-            nodes = {n.instance_id: n.name for n in self.kube.nodes() if n.instance_id in wave}
+            nodes = {n.instance_id: n.name for n in run.cluster.nodes() if n.instance_id in wave}
             with self._phase(run, "fence"):
                 fence(run, [n for n in nodes.values()])
             with self._phase(run, "drain"):
@@ -316,15 +318,15 @@ class GroupRollout:
     def abort(self, group: Group, lock: Lock) -> bool:
         """Undo the group's rollout from whatever point it reached (``undo``); False if none is recorded,
         after un-fencing any node nodeswap left fenced."""
-        with self.kube.changes() as changes:
+        with Cache(self.kube) as cluster:
             record = self.store.load(group)
             if record is None:
                 ids = {i.id for i in group.instances}
-                for node in [n for n in self.kube.nodes() if n.instance_id in ids and fenced(n)]:
-                    self.kube.unfence(node.name)
+                for node in [n for n in cluster.nodes() if n.instance_id in ids and fenced(n)]:
+                    self.kube.unfence(node)
                     self.emit(Event(group.name, "abort", f"un-fenced {node.name}, left fenced by nodeswap"))
                 return False
-            run = self._run(record, lock, changes, Summary(group.name))
+            run = self._run(record, lock, cluster, Summary(group.name))
             self.emit(
                 Event(
                     group.name,

@@ -5,13 +5,13 @@ emits and the summary it returns. The steps (``steps``), the undo (``undo``) and
 from __future__ import annotations
 
 import dataclasses
-import queue
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Literal
 
 from nodeswap.aws import Aws
+from nodeswap.cache import Cache
 from nodeswap.kube import Kube
 from nodeswap.lease import Lock
 from nodeswap.model import Pod
@@ -108,7 +108,7 @@ class Run:
     store: RecordStore
     record: Record
     lock: Lock
-    changes: queue.Queue[str]
+    cluster: Cache  # what the rollout reads from the cluster, kept current
     summary: Summary
     join_seconds: float = 0.0  # how long the group's instances took from launch to a Ready node
 

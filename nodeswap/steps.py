@@ -6,16 +6,16 @@ The order of the steps, and why, is in ``rollout``.
 
 from __future__ import annotations
 
-import queue
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from nodeswap.cache import Concern, OwnerKey
 from nodeswap.errors import OperationError
 from nodeswap.kube import SCALE_DOWN_DISABLED, Eviction, fenced
-from nodeswap.model import Group, Node, Owner, Pod
-from nodeswap.plan import Action, budgets_of, decide, outdated, waves
+from nodeswap.model import Budget, Group, Node, Pod
+from nodeswap.plan import Action, decide, outdated, waves
 from nodeswap.run import Run
 
 # Marks the nodes whose scale-down-disabled annotation nodeswap set (the value is the rollout's id), so
@@ -25,8 +25,9 @@ MARK_ANNOTATION = "nodeswap.io/scale-down-disabled"
 # alarms and scheduled actions change desired capacity.
 FIGHTING_PROCESSES = ("AZRebalance", "AlarmNotification", "ScheduledActions")
 # Auto Scaling has no watch: while waiting on it, the group is re-read at most this often (the cluster
-# is watched meanwhile), in one DescribeAutoScalingGroups call for the whole group.
-AWS_RECHECK_SECONDS = 5.0
+# is watched meanwhile), in one DescribeAutoScalingGroups call for the whole group; sooner, but not
+# within EARLY_RECHECK_SECONDS of the last read, when the cluster shows something the group must explain.
+AWS_RECHECK_SECONDS, EARLY_RECHECK_SECONDS = 5.0, 1.0
 # A watch can die silently (a half-open connection): waits wake at least this often to look again.
 WAKE_SECONDS = 5.0
 # A refused eviction is tried again after a change in the cluster, but not more often than this.
@@ -65,7 +66,7 @@ def next_wave(run: Run) -> tuple[list[str], bool]:
     """The next wave, and whether it is the canary: an interrupted wave (its nodes fenced) first; the
     canary (--canary) before any instance is retired."""
     left = outdated_now(run)
-    first = {n.instance_id or "" for n in run.kube.nodes() if fenced(n)}
+    first = {n.instance_id or "" for n in run.cluster.nodes() if fenced(n)}
     canary = run.settings.canary if not run.record.retired and not first & set(left) else None
     found = waves(left, first, run.settings.surge, run.record.capacity.desired, canary)
     return (found[0], canary is not None) if found else ([], False)
@@ -83,22 +84,27 @@ def surge(run: Run, size: int) -> None:
 
 def join(run: Run) -> list[Node]:
     """Wait until every up-to-date instance the group's desired capacity calls for is InService with its
-    node Ready; then keep cluster-autoscaler off those nodes. The cluster is watched; the group is
-    re-read every few seconds (sooner when a node turns Ready that the last read did not show)."""
+    node Ready; then keep cluster-autoscaler off those nodes. The cluster's nodes are watched; the group
+    is re-read every AWS_RECHECK_SECONDS, and sooner when a node turns Ready whose instance the last read
+    did not show InService (other groups' nodes, once seen, are not looked up again)."""
     deadline = time.monotonic() + run.settings.join_timeout.total_seconds()
     stall = STALL_FACTOR * run.join_seconds + STALL_MARGIN_SECONDS
     first_seen: dict[str, float] = {}  # new instance -> when this run first saw it in the group
+    others: set[str | None] = set()  # instances of Ready nodes that are not in the group
     group = group_of(run)
     read_at, old = time.monotonic(), outdated_now(run, group)
     while True:
-        nodes = run.kube.nodes()
-        known = {i.id for i in group.instances if i.lifecycle_state == "InService"}
-        since = time.monotonic() - read_at
-        if since >= AWS_RECHECK_SECONDS or (
-            any(n.ready and n.instance_id not in known for n in nodes) and since >= 1
-        ):
+        mark = run.cluster.mark()
+        nodes = run.cluster.nodes()
+        in_service = {i.id for i in group.instances if i.lifecycle_state == "InService"}
+        unexplained = {n.instance_id for n in nodes if n.ready} - in_service - others
+        due = read_at + (EARLY_RECHECK_SECONDS if unexplained else AWS_RECHECK_SECONDS)
+        if time.monotonic() >= due:
             group = group_of(run)
             read_at, old = time.monotonic(), outdated_now(run, group)
+            members = {i.id for i in group.instances}
+            others |= {n.instance_id for n in nodes if n.ready and n.instance_id not in members}
+            continue
         ready_ids = {n.instance_id for n in nodes if n.ready}
         if run.settings.launch_hook:
             _release_launches(run, group, ready_ids)
@@ -108,11 +114,8 @@ def join(run: Run) -> list[Node]:
         launched = {i.id for i in new if run.record.launched_by(i)}
         if launched - set(run.record.launched):  # recorded at once, for an undo
             run.update(launched=tuple(sorted(launched | set(run.record.launched))))
-        ready = [
-            n
-            for n in nodes
-            if n.ready and n.instance_id in {i.id for i in new if i.lifecycle_state == "InService"}
-        ]
+        new_in_service = {i.id for i in new if i.lifecycle_state == "InService"}
+        ready = [n for n in nodes if n.ready and n.instance_id in new_in_service]
         if len(ready) >= group.desired - len(old):
             for node in ready:
                 if SCALE_DOWN_DISABLED not in node.annotations:
@@ -145,7 +148,7 @@ def join(run: Run) -> list[Node]:
                 "check the new image (kubectl get nodes; the instances' console output: "
                 "aws ec2 get-console-output --instance-id ...)",
             )
-        _wait(run.changes, min(AWS_RECHECK_SECONDS, deadline - now))
+        run.cluster.wait(mark, Concern(nodes=True), min(due, deadline) - now)
 
 
 def _release_launches(run: Run, group: Group, ready: set[str | None]) -> None:
@@ -162,14 +165,12 @@ def check_canary(run: Run, nodes: list[Node]) -> None:
     names = {n.name for n in nodes}
     deadline = time.monotonic() + run.settings.join_timeout.total_seconds()
     while True:
-        pods = run.kube.pods()
-        daemonsets = {
-            p.owner for p in pods if p.owner and p.owner.kind == "DaemonSet" and p.node not in names
-        }
+        mark = run.cluster.mark()
+        daemonsets = run.cluster.daemonsets_off(names)
         unhealthy = [
             f"{node}: {what}"
             for node in sorted(names)
-            for what in _unhealthy_on([p for p in pods if p.node == node], daemonsets)
+            for what in _unhealthy_on(run.cluster.pods_on(node), daemonsets)
         ]
         if not unhealthy:
             run.say("canary", f"canary nodes healthy: {', '.join(sorted(names))}")
@@ -179,33 +180,47 @@ def check_canary(run: Run, nodes: list[Node]) -> None:
                 "the canary's nodes are not healthy: " + "; ".join(unhealthy),
                 "check the new image with the canary's nodes (kubectl describe node/pod)",
             )
-        _wait(run.changes, min(WAKE_SECONDS, deadline - time.monotonic()))
+        concern = Concern(pods_on=frozenset(names))
+        run.cluster.wait(mark, concern, min(WAKE_SECONDS, deadline - time.monotonic()))
 
 
-def _unhealthy_on(pods: list[Pod], daemonsets: set[Owner]) -> list[str]:
+def _unhealthy_on(pods: list[Pod], daemonsets: set[OwnerKey]) -> list[str]:
     """What is not healthy on one node: a DaemonSet without a Ready pod there, a pod not Ready."""
-    running = {p.owner for p in pods if p.ready}
-    missing = [f"DaemonSet {o.name} not Ready" for o in sorted(daemonsets, key=str) if o not in running]
+    running = {(p.namespace, p.owner) for p in pods if p.ready}
+    missing = [
+        f"DaemonSet {namespace}/{owner.name} not Ready"
+        for namespace, owner in sorted(daemonsets, key=str)
+        if (namespace, owner) not in running
+    ]
     return missing + [f"pod {p.key} not Ready" for p in pods if not p.ready and p.phase not in _DONE]
 
 
 def fence(run: Run, nodes: list[str]) -> None:
     """Taint and cordon every old node of the wave before the first eviction of the wave."""
-    for node in nodes:
+    for name in nodes:
+        node = run.cluster.node(name)
+        if node is None:
+            continue  # gone already: nothing to move off it
         run.kube.fence(node, run.record.run)
-        run.kube.event(node, "NodeswapFenced", "nodeswap: tainted and cordoned; its pods will be evicted")
+        run.kube.event(name, "NodeswapFenced", "nodeswap: tainted and cordoned; its pods will be evicted")
     run.say("fence", f"tainted and cordoned {len(nodes)} nodes", nodes=nodes)
 
 
 @dataclass
 class Drain:
     """Evict the pods of fenced nodes, ``cap`` nodes at a time, and retire each node (terminate its
-    instance, complete nodeswap's hook) once nothing but DaemonSet, mirror and finished pods is left."""
+    instance, complete nodeswap's hook) once nothing but DaemonSet, mirror and finished pods is left.
+
+    A Ready pod whose budget allows no disruption now (as the cache has it) is not asked about, since the
+    API server would refuse it: the budget's next change wakes the drain. An eviction refused all the
+    same (the cache a moment behind, the API server shedding load) is asked again after RETRY_SECONDS."""
 
     run: Run
     hooks: Hooks
-    blocked_since: dict[str, float] = field(default_factory=dict)  # budget -> refusing since
-    refused: dict[str, tuple[float, str]] = field(default_factory=dict)  # pod uid -> (when, budget)
+    blocked_since: dict[str, float] = field(default_factory=dict)  # budget -> waited on since
+    waiting_on: dict[str, str] = field(default_factory=dict)  # pod uid -> the budget it waits on
+    refused: dict[str, float] = field(default_factory=dict)  # pod uid -> when its eviction was refused
+    evicted: set[str] = field(default_factory=set)  # pod uids: terminating, shown in the cache or not
 
     def __call__(self, wave: list[str], nodes: dict[str, str], cap: int) -> None:
         run = self.run
@@ -215,13 +230,12 @@ class Drain:
             while waiting and len(active) < cap:
                 active.append(waiting.pop(0))
             run.lock.check()
-            listed = run.kube.pods()  # one cluster-wide list per wake-up, not one per node in flight
-            staying = {
-                i: keeping(run, [p for p in listed if i in nodes and p.node == nodes[i]]) for i in active
-            }
-            for instance in [i for i in active if not staying[i]]:
-                retire(run, instance, nodes.get(instance), self.hooks)
-                active.remove(instance)
+            mark = run.cluster.mark()
+            staying = {i: keeping(run, run.cluster.pods_on(nodes[i])) if i in nodes else [] for i in active}
+            drained = [i for i in active if not staying[i]]
+            if drained:
+                retire(run, drained, self.hooks)
+                active = [i for i in active if staying[i]]
             pods = [p for i in active for p in staying[i]]
             if not pods:
                 continue
@@ -238,45 +252,68 @@ class Drain:
             self.hooks.poll()
             now = time.monotonic()
             retry_at = min(
-                (
-                    self.refused[p.uid][0] + RETRY_SECONDS
-                    for p in pods
-                    if p.uid in self.refused and not p.deleting
-                ),
+                (self.refused[p.uid] + RETRY_SECONDS for p in pods if p.uid in self.refused),
                 default=now + WAKE_SECONDS,
             )
-            _wait(run.changes, min(WAKE_SECONDS, retry_at - now, deadline - now))
+            concern = Concern(
+                pods_on=frozenset(nodes[i] for i in active), budgets=frozenset(self.blocked_since)
+            )
+            run.cluster.wait(mark, concern, min(WAKE_SECONDS, retry_at - now, deadline - now))
         for budget in list(self.blocked_since):
             self._waited(budget)
 
     def _evict_due(self, pods: list[Pod]) -> None:
-        """Evict each pod not yet terminating whose last refusal is older than RETRY_SECONDS."""
+        """Evict each pod not yet terminating that its budgets allow, and whose last refusal is older
+        than RETRY_SECONDS."""
         run = self.run
+        allows: dict[str, int] = {}  # budget -> disruptions it allows still, as cached, in this pass
         for pod in pods:
-            last = self.refused.get(pod.uid)
-            if pod.deleting or (last and time.monotonic() - last[0] < RETRY_SECONDS):
+            if pod.deleting or pod.uid in self.evicted:
+                self.refused.pop(pod.uid, None)
+                continue
+            refused = self.refused.get(pod.uid)
+            if refused and time.monotonic() - refused < RETRY_SECONDS:
+                continue
+            budgets = run.cluster.budgets_of(pod)
+            # A pod that is not Ready may be evicted whatever the budget allows (its unhealthy pod
+            # eviction policy): the API server decides.
+            short = (
+                next((b for b in budgets if allows.setdefault(b.key, b.disruptions_allowed) <= 0), None)
+                if pod.ready
+                else None
+            )
+            if short is not None:
+                self._wait_on(short.key, pod, _allows_none(short))
+                self.refused.pop(pod.uid, None)  # asked again when the budget changes, not on a timer
                 continue
             result = run.kube.evict(pod, run.settings.grace_period)
             if result.outcome is Eviction.EVICTED:
+                for budget in budgets:
+                    allows[budget.key] = allows.get(budget.key, budget.disruptions_allowed) - 1
+                self.evicted.add(pod.uid)
                 run.summary.evicted += 1
                 run.summary.moved.append(pod)
                 run.say("drain", f"evicted {pod.key}", pod=pod.key)
-                if last and last[1] in self.blocked_since:
-                    self._waited(last[1])
+                waited = self.waiting_on.pop(pod.uid, None)
+                if waited in self.blocked_since:
+                    self._waited(waited)
                 self.refused.pop(pod.uid, None)
             elif result.outcome is Eviction.BLOCKED:
-                budget = result.budget or "a PodDisruptionBudget"
-                if budget not in self.blocked_since:
-                    self.blocked_since[budget] = time.monotonic()
-                    run.say("drain", f"waiting on PDB {budget}: {result.message}", pod=pod.key)
-                self.refused[pod.uid] = (time.monotonic(), budget)
+                self._wait_on(result.budget or "a PodDisruptionBudget", pod, result.message)
+                self.refused[pod.uid] = time.monotonic()
             elif result.outcome is Eviction.THROTTLED:
-                self.refused[pod.uid] = (time.monotonic(), "")
+                self.refused[pod.uid] = time.monotonic()
             elif result.outcome is Eviction.MISCONFIGURED:
                 raise StepFailed(
                     f"cannot evict {pod.key}: {result.message}",
                     "make the PodDisruptionBudgets' selectors disjoint",
                 )
+
+    def _wait_on(self, budget: str, pod: Pod, why: str) -> None:
+        if budget not in self.blocked_since:
+            self.blocked_since[budget] = time.monotonic()
+            self.run.say("drain", f"waiting on PDB {budget}: {why}", pod=pod.key)
+        self.waiting_on[pod.uid] = budget
 
     def _waited(self, budget: str) -> None:
         waits = self.run.summary.waited_on_budgets
@@ -285,13 +322,22 @@ class Drain:
     def _stuck(self, pods: list[Pod]) -> str:
         by_cause: dict[str, list[str]] = defaultdict(list)
         for pod in pods:
-            by_cause["still terminating" if pod.deleting else "eviction refused"].append(pod.key)
+            terminating = pod.deleting or pod.uid in self.evicted
+            by_cause["still terminating" if terminating else "eviction refused"].append(pod.key)
         lines = [f"  {cause}: {', '.join(sorted(keys))}" for cause, keys in by_cause.items()]
         lines += [f"  waiting on PDB {budget}" for budget in self.blocked_since]
         return (
             f"the drain did not finish within {self.run.settings.drain_timeout}; pods still on the nodes:\n"
             + "\n".join(lines)
         )
+
+
+def _allows_none(budget: Budget) -> str:
+    """Why a budget allows no disruption, as the eviction API's refusal says it."""
+    return (
+        f"The disruption budget {budget.name} needs {budget.desired_healthy} healthy pods and has "
+        f"{budget.current_healthy} currently"
+    )
 
 
 def keeping(run: Run, pods: list[Pod]) -> list[Pod]:
@@ -301,17 +347,18 @@ def keeping(run: Run, pods: list[Pod]) -> list[Pod]:
     ]
 
 
-def retire(run: Run, instance: str, node: str | None, hooks: Hooks) -> None:
-    """Terminate a drained instance without a replacement (desired goes down by one); its termination
-    hook is completed once pending. The Node object is left for the kubelet and other tools."""
+def retire(run: Run, instances: list[str], hooks: Hooks) -> None:
+    """Terminate drained instances without replacements (desired goes down by one each), recorded first
+    in one write; their termination hooks are completed once pending. The Node objects are left for the
+    kubelet and other tools (the node's NodeswapFenced event already says why it goes)."""
     run.lock.check()
-    if node is not None:
-        run.kube.event(node, "NodeswapRetiring", f"nodeswap: drained; terminating {instance}")
-    run.update(retired=(*run.record.retired, instance))
-    run.aws.terminate(instance)
-    hooks.terminated(instance)
-    run.summary.replaced.append(instance)
-    run.say("retire", f"terminated {instance}", instance=instance)
+    run.update(retired=(*run.record.retired, *instances))
+    for instance in instances:
+        run.aws.terminate(instance)
+        hooks.terminated(instance)
+        run.summary.replaced.append(instance)
+        run.say("retire", f"terminated {instance}", instance=instance)
+    hooks.poll()
 
 
 class Hooks:
@@ -335,18 +382,16 @@ class Hooks:
         # Its action becomes pending a moment after the call (or after the target groups' deregistration
         # delay): looked for soon, then less and less often.
         self.leaving.add(instance)
-        self._read_at, self._delay = 0.0, HOOK_FIRST_LOOK_SECONDS
-        self.poll()
+        self._read_at, self._delay = time.monotonic(), HOOK_FIRST_LOOK_SECONDS
 
     def leftovers(self) -> None:
         """Take over the hooks an interrupted run left waiting: the outdated instances on their way out
         whose nodes hold nothing evictable (one still holding pods is left alone: another tool may be
         draining it)."""
-        node_of = {n.instance_id: n.name for n in self.run.kube.nodes()}
-        pods = self.run.kube.pods()
+        node_of = {n.instance_id: n.name for n in self.run.cluster.nodes()}
         for instance in outdated_now(self.run, leaving=True):
             node = node_of.get(instance)
-            if not (node and keeping(self.run, [p for p in pods if p.node == node])):
+            if not (node and keeping(self.run, self.run.cluster.pods_on(node))):
                 self.leaving.add(instance)
         self.poll()
 
@@ -392,19 +437,17 @@ def settle(run: Run) -> None:
     """Wait until the budgets of the moved pods are fully healthy again, so the rollout ends with its
     workloads at strength; past --drain-timeout, say which are not and finish anyway."""
     deadline = time.monotonic() + run.settings.drain_timeout.total_seconds()
+    moved = frozenset(b.key for p in run.summary.moved for b in run.cluster.budgets_of(p))
     while True:
-        short = [
-            b
-            for b in run.kube.budgets()
-            if any(b in budgets_of(p, [b]) for p in run.summary.moved) and b.current_healthy < b.expected_pods
-        ]
+        mark = run.cluster.mark()
+        short = [b for b in run.cluster.budgets() if b.key in moved and b.current_healthy < b.expected_pods]
         if not short:
             return
         if time.monotonic() > deadline:
             names = ", ".join(f"{b.key} ({b.current_healthy}/{b.expected_pods})" for b in short)
             run.say("settle", f"not all moved workloads are healthy yet: {names}")
             return
-        _wait(run.changes, min(WAKE_SECONDS, deadline - time.monotonic()))
+        run.cluster.wait(mark, Concern(budgets=moved), min(WAKE_SECONDS, deadline - time.monotonic()))
 
 
 def restore(run: Run) -> None:
@@ -429,16 +472,3 @@ def restore(run: Run) -> None:
     run.say("restore", message)
     run.summary.launch = group.launch.describe()
     run.summary.image = run.aws.image_of(group.launch)
-
-
-def _wait(changes: queue.Queue[str], seconds: float) -> None:
-    """Block until something in the cluster changes (or ``seconds`` pass), then drop the backlog."""
-    try:
-        changes.get(timeout=max(seconds, 0.0))
-    except queue.Empty:
-        return
-    while True:
-        try:
-            changes.get_nowait()
-        except queue.Empty:
-            return

@@ -25,23 +25,21 @@ def roll_back(run: Run) -> None:
     hooks = Hooks(run)
     hooks.leftovers()
     group = run.aws.with_details(group_of(run))
-    nodes = {n.instance_id: n for n in run.kube.nodes() if n.instance_id}
+    nodes = {n.instance_id: n for n in run.cluster.nodes() if n.instance_id}
     unfenced = [
-        n.name
+        n
         for i in group.instances
         if i.serving and not record.launched_by(i) and (n := nodes.get(i.id)) is not None and fenced(n)
     ]
     for node in unfenced:
         run.kube.unfence(node)
     if unfenced:
-        run.say("rollback", f"un-fenced {len(unfenced)} old nodes: {', '.join(unfenced)}", nodes=unfenced)
+        named = [n.name for n in unfenced]
+        run.say("rollback", f"un-fenced {len(named)} old nodes: {', '.join(named)}", nodes=named)
 
     # The instances the rollout launched, those holding no pods first.
-    pods = run.kube.pods()
     held = {
-        i.id: len(keeping(run, [p for p in pods if p.node == found.name]))
-        if (found := nodes.get(i.id))
-        else 0
+        i.id: len(keeping(run, run.cluster.pods_on(found.name))) if (found := nodes.get(i.id)) else 0
         for i in group.instances
         if i.serving and record.launched_by(i)
     }
@@ -54,8 +52,9 @@ def roll_back(run: Run) -> None:
         try:
             Drain(run, hooks)(leaving, names, cap=len(leaving))
         except StepFailed as failure:
-            for node in moving:  # serving again until the next try, rather than fenced and half-drained
-                run.kube.unfence(node)
+            for name in moving:  # serving again until the next try, rather than fenced and half-drained
+                if (again := run.cluster.node(name)) is not None:
+                    run.kube.unfence(again)
             raise OperationError(
                 f"the rollback could not move the pods off the new nodes back to the old ones: "
                 f"{failure.message}",
