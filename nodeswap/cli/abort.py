@@ -9,13 +9,19 @@ from typing import Annotated
 
 import typer
 
-from nodeswap.cli.options import Asg, AsgTag, Context, Kubeconfig, Output, Profile, Region, Yes
-from nodeswap.cli.output import Renderer
-from nodeswap.cli.replace import checked_output, connect, duration
+from nodeswap.cli.options import (
+    Asg,
+    AsgTag,
+    Context,
+    Kubeconfig,
+    Output,
+    Profile,
+    Region,
+    Yes,
+    checked_output,
+    duration,
+)
 from nodeswap.errors import OperationError
-from nodeswap.rollout import GroupRollout
-from nodeswap.run import Event, RolloutSettings
-from nodeswap.status import group_status
 
 
 def abort(  # noqa: PLR0917 - a Typer command: its parameters are the command line
@@ -36,6 +42,13 @@ def abort(  # noqa: PLR0917 - a Typer command: its parameters are the command li
 
     Un-fences the old nodes, removes the instances it launched (each by id), points the group back at the
     launch template version it used, restores capacity and the processes nodeswap suspended."""
+    # Here, not at the top: --help and --version never load the SDKs (see nodeswap.cli.session).
+    from nodeswap.cli.output import Renderer  # noqa: PLC0415
+    from nodeswap.cli.session import connect  # noqa: PLC0415
+    from nodeswap.rollout import GroupRollout  # noqa: PLC0415
+    from nodeswap.run import Event, RolloutSettings  # noqa: PLC0415
+    from nodeswap.status import group_status  # noqa: PLC0415
+
     output = checked_output(output)
     settings = RolloutSettings(
         drain_timeout=duration(drain_timeout, "--drain-timeout"),

@@ -9,7 +9,6 @@ from typing import Annotated
 
 import typer
 
-from nodeswap.cli.output import Renderer
 from nodeswap.errors import OperationError
 
 DEMO_SCENARIO = Path(__file__).resolve().parent.parent / "sandbox" / "demo.yaml"
@@ -29,6 +28,7 @@ def demo(
     except ImportError as exc:
         raise OperationError(f"the sandbox is not installed ({exc})", "pip install -e '.[sandbox]'") from exc
     from nodeswap.aws import Aws  # noqa: PLC0415
+    from nodeswap.cli.output import Renderer  # noqa: PLC0415
     from nodeswap.kube import Kube  # noqa: PLC0415
     from nodeswap.plan import Settings  # noqa: PLC0415
     from nodeswap.rollout import replace_groups  # noqa: PLC0415

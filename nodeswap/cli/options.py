@@ -1,10 +1,15 @@
-"""The options that name groups and reach the two APIs, shared by every command that takes them."""
+"""The options that name groups and reach the two APIs, shared by every command that takes them, and the
+checks of option values that more than one command takes."""
 
 from __future__ import annotations
 
-from typing import Annotated
+import re
+from datetime import timedelta
+from typing import Annotated, Literal
 
 import typer
+
+from nodeswap.errors import UsageError
 
 Asg = Annotated[list[str] | None, typer.Option("--asg", help="Auto Scaling group (repeatable).")]
 AsgTag = Annotated[str | None, typer.Option("--asg-tag", help="Select groups by tag KEY=VALUE.")]
@@ -14,3 +19,23 @@ Kubeconfig = Annotated[str | None, typer.Option(envvar="KUBECONFIG", help="kubec
 Context = Annotated[str | None, typer.Option(help="kubeconfig context.")]
 Output = Annotated[str, typer.Option(help="text or json.")]
 Yes = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
+
+Format = Literal["text", "json"]
+_DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+
+
+def duration(text: str, option: str) -> timedelta:
+    """kubectl-style durations: 90s, 15m, 1h30m, 7d."""
+    match = _DURATION.match(text.strip())
+    if not text.strip() or not match:
+        raise UsageError(
+            f"{option}: {text!r} is not a duration", f"write it like 90s, 15m, 1h30m or 7d ({option})"
+        )
+    days, hours, minutes, seconds = (int(part or 0) for part in match.groups())
+    return timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
+
+
+def checked_output(text: str) -> Format:
+    if text not in ("text", "json"):
+        raise UsageError(f"--output: {text!r} is not text or json", "pass --output text or --output json")
+    return "json" if text == "json" else "text"

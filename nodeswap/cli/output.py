@@ -6,14 +6,16 @@ from __future__ import annotations
 import json
 import sys
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from nodeswap.run import Event
+from nodeswap.cli.options import Format
 
-Format = Literal["text", "json"]
+if TYPE_CHECKING:
+    from nodeswap.run import Event
+
 _COLOURS = {"preflight": "red", "drain": "cyan", "retire": "magenta", "done": "green", "resume": "yellow"}
 
 

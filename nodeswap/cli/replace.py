@@ -2,38 +2,15 @@
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from nodeswap.aws import Aws
 from nodeswap.cli.options import Asg, AsgTag, Context, Kubeconfig, Profile, Region, Yes
-from nodeswap.cli.output import Format, Renderer
-from nodeswap.config import ReplaceConfig, load_config
-from nodeswap.errors import UsageError
-from nodeswap.kube import Kube
-from nodeswap.model import Group
-from nodeswap.plan import GroupPlan, Settings
-from nodeswap.rollout import replace_groups
-from nodeswap.run import OnFailure, RolloutSettings
-from nodeswap.status import group_status
 
-_DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
-
-
-def duration(text: str, option: str) -> timedelta:
-    """kubectl-style durations: 90s, 15m, 1h30m, 7d."""
-    match = _DURATION.match(text.strip())
-    if not text.strip() or not match:
-        raise UsageError(
-            f"{option}: {text!r} is not a duration", f"write it like 90s, 15m, 1h30m or 7d ({option})"
-        )
-    days, hours, minutes, seconds = (int(part or 0) for part in match.groups())
-    return timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
+if TYPE_CHECKING:
+    from nodeswap.plan import GroupPlan
 
 
 def replace(  # noqa: PLR0917 - a Typer command: its parameters are the command line
@@ -100,6 +77,12 @@ def replace(  # noqa: PLR0917 - a Typer command: its parameters are the command 
     output: Annotated[str, typer.Option(help="text or json (one event per line).")] = "text",
 ) -> None:
     """Replace the outdated worker nodes of Auto Scaling groups without dropping any PodDisruptionBudget."""
+    # Here, not at the top: --help and --version never load the SDKs (see nodeswap.cli.session).
+    from nodeswap.cli.output import Renderer  # noqa: PLC0415
+    from nodeswap.cli.session import prepare  # noqa: PLC0415
+    from nodeswap.rollout import replace_groups  # noqa: PLC0415
+    from nodeswap.status import group_status  # noqa: PLC0415
+
     prepared = prepare(ctx)
 
     def confirm(plans: list[GroupPlan]) -> bool:
@@ -124,124 +107,3 @@ def replace(  # noqa: PLR0917 - a Typer command: its parameters are the command 
                 typer.echo(line, err=True)
         raise
     renderer.summary([s.as_dict() for s in summaries])
-
-
-@dataclass(frozen=True)
-class Prepared:
-    """A command line made into clients, groups and settings; every check on the input is done."""
-
-    aws: Aws
-    kube: Kube
-    groups: list[Group]
-    settings: dict[str, RolloutSettings]  # per group named in --config
-    default: RolloutSettings
-    output: Format
-
-    def settings_for(self, group: str) -> RolloutSettings:
-        return self.settings.get(group, self.default)
-
-
-def prepare(ctx: typer.Context) -> Prepared:
-    """The options of `replace` (and `plan`, which takes the same), merged with --config and checked,
-    and the groups they name. Reads only."""
-    file = load_config(ctx.params["config"]) if ctx.params["config"] else ReplaceConfig()
-    # Flags given on the command line (or by environment) win over the file; the file over defaults.
-    given = {
-        name for name in ctx.params if getattr(ctx.get_parameter_source(name), "name", "DEFAULT") != "DEFAULT"
-    }
-    flags = {name: ctx.params[name] for name in given}
-    top = {**ctx.params, **file.model_dump(exclude_none=True, exclude={"groups"}), **flags}
-    output = checked_output(top["output"])
-    dry_run = bool(ctx.params.get("dry_run"))
-    groups_settings = {
-        name: _settings({**ctx.params, **file.for_group(name), **flags}, dry_run) for name in file.groups
-    }
-    default_settings = _settings(top, dry_run)
-    images = {settings.plan.image for settings in [default_settings, *groups_settings.values()]} - {None}
-    aws, kube, groups = connect(top, images=images)
-    return Prepared(aws, kube, groups, groups_settings, default_settings, output)
-
-
-def checked_output(text: str) -> Format:
-    if text not in ("text", "json"):
-        raise UsageError(f"--output: {text!r} is not text or json", "pass --output text or --output json")
-    return "json" if text == "json" else "text"
-
-
-def _settings(options: dict[str, Any], dry_run: bool) -> RolloutSettings:
-    """Settings from merged options; every duration is checked here, before anything changes."""
-    return RolloutSettings(
-        plan=Settings(
-            replace_all=options["replace_all"],
-            older_than=duration(options["older_than"], "--older-than") if options["older_than"] else None,
-            image=options["ami"],
-            ignore_daemonsets=options["ignore_daemonsets"],
-            delete_emptydir_data=options["delete_emptydir_data"],
-            force=options["force"],
-            may_raise_max_size=not options["no_raise_max"],
-        ),
-        drain_timeout=duration(options["drain_timeout"], "--drain-timeout"),
-        join_timeout=duration(options["join_timeout"], "--join-timeout"),
-        grace_period=options["grace_period"],
-        lifecycle_hook=options["lifecycle_hook"],
-        launch_hook=options["launch_hook"],
-        lock_duration=duration(options["lock_duration"], "--lock-duration"),
-        surge=_surge(None if options["surge"] is None else str(options["surge"])),
-        max_unavailable=options["max_unavailable"],
-        canary=options["canary"],
-        on_failure=_on_failure(options["on_failure"]),
-        dry_run=dry_run,
-    )
-
-
-def _surge(text: str | None) -> int | str | None:
-    if text is None:
-        return None
-    if not re.fullmatch(r"[1-9][0-9]*%?", text) or (text.endswith("%") and int(text[:-1]) > 100):
-        raise UsageError(
-            f"--surge: {text!r} is not a number of instances or a percentage",
-            "write it like --surge 3 or --surge 25%",
-        )
-    return text if text.endswith("%") else int(text)
-
-
-def _on_failure(text: str) -> OnFailure:
-    if text not in ("rollback", "keep"):
-        raise UsageError(
-            f"--on-failure: {text!r} is not rollback or keep", "pass --on-failure rollback or keep"
-        )
-    return "rollback" if text == "rollback" else "keep"
-
-
-def connect(options: dict[str, Any], images: set[str | None] | None = None) -> tuple[Aws, Kube, list[Group]]:
-    """The clients and the groups named by --asg or --asg-tag, each checked (the AMIs too)."""
-    if bool(options["asg"]) == bool(options["asg_tag"]):
-        raise UsageError(
-            "name the groups with --asg NAME (repeatable) or --asg-tag KEY=VALUE", "pass exactly one"
-        )
-    if options["asg_tag"] is not None and "=" not in options["asg_tag"]:
-        raise UsageError(
-            f"--asg-tag: {options['asg_tag']!r} is not KEY=VALUE", "write it like --asg-tag role=workers"
-        )
-    aws = Aws(region=options["region"], profile=options["profile"])
-    kube = Kube(kubeconfig=options["kubeconfig"], context=options["context"])
-    for image in images or set():
-        aws.check_image(str(image))
-    if options["asg"]:
-        groups = aws.groups(list(options["asg"]), full=True)
-    else:
-        groups = aws.groups_by_tag(*str(options["asg_tag"]).split("=", 1))
-    _check_in_cluster(groups, kube)
-    return aws, kube, groups
-
-
-def _check_in_cluster(groups: list[Group], kube: Kube) -> None:
-    """A group none of whose instances is a node of this cluster means a wrong kubeconfig or context."""
-    known = {node.instance_id for node in kube.nodes()}
-    for group in groups:
-        if group.instances and not any(i.id in known for i in group.instances):
-            raise UsageError(
-                f"none of the {len(group.instances)} instances of group {group.name} is a node of this "
-                "cluster",
-                "check --kubeconfig and --context point at the cluster the group's instances join",
-            )

@@ -8,8 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from nodeswap.sandbox import process
-from nodeswap.sandbox.scenario import load_scenario
+# The sandbox's modules load in the commands' bodies, for a command that runs: not for --help.
 
 sandbox_app = typer.Typer(no_args_is_help=True, help="Run a local AWS and Kubernetes sandbox.")
 
@@ -42,15 +41,19 @@ def up(
     ] = False,
 ) -> None:
     """Start the sandbox and write DIR/env.sh. Runs until Ctrl-C unless --detach."""
+    from nodeswap.sandbox import process  # noqa: PLC0415
+    from nodeswap.sandbox.scenario import load_scenario  # noqa: PLC0415
+
     load_scenario(scenario)  # a malformed scenario is reported before anything starts
+    env_file = directory / process.ENV_FILE
     if detach:
         state = process.start_detached(scenario, directory, enforce_iam=enforce_iam)
-        _print_ready(state, directory, detached=True)
+        _print_ready(state, directory, env_file, detached=True)
         return
     process.serve(
         scenario,
         directory,
-        lambda state: _print_ready(state, directory, detached=False),
+        lambda state: _print_ready(state, directory, env_file, detached=False),
         enforce_iam=enforce_iam,
     )
     typer.echo("sandbox stopped")
@@ -59,6 +62,8 @@ def up(
 @sandbox_app.command()
 def down(directory: DirOption = DEFAULT_DIR) -> None:
     """Stop the detached sandbox running from DIR."""
+    from nodeswap.sandbox import process  # noqa: PLC0415
+
     if process.stop_detached(directory):
         typer.echo(f"sandbox in {directory} stopped")
     else:
@@ -69,10 +74,12 @@ def down(directory: DirOption = DEFAULT_DIR) -> None:
 def report(directory: DirOption = DEFAULT_DIR) -> None:
     """Print what the sandbox observed, as JSON: every request served, PDB violations, lost pods,
     workloads below strength."""
+    from nodeswap.sandbox import process  # noqa: PLC0415
+
     typer.echo(json.dumps(process.fetch(directory, "report"), indent=2))
 
 
-def _print_ready(state: dict[str, Any], directory: Path, detached: bool) -> None:
+def _print_ready(state: dict[str, Any], directory: Path, env_file: Path, detached: bool) -> None:
     world = state.get("world") or {}
     groups = ", ".join(group["name"] for group in world.get("groups", []))
     typer.echo(f"sandbox is up: AWS at {state['aws_endpoint']} (region {state['region']}), groups: {groups}")
@@ -81,9 +88,7 @@ def _print_ready(state: dict[str, Any], directory: Path, detached: bool) -> None
         typer.echo(
             "  IAM is enforced: IAM users' and roles' keys are checked; env.sh's keys act as the root user"
         )
-    typer.echo(
-        f"  source {directory / process.ENV_FILE}    # point boto3, the AWS CLI, kubectl, nodeswap at it"
-    )
+    typer.echo(f"  source {env_file}    # point boto3, the AWS CLI, kubectl, nodeswap at it")
     typer.echo(f"  nodeswap sandbox report --dir {directory}")
     if detached:
         typer.echo(f"  nodeswap sandbox down --dir {directory}")

@@ -9,10 +9,8 @@ import json
 
 import typer
 
-from nodeswap.cli.options import Asg, AsgTag, Context, Kubeconfig, Output, Profile, Region
-from nodeswap.cli.replace import checked_output, connect
+from nodeswap.cli.options import Asg, AsgTag, Context, Kubeconfig, Output, Profile, Region, checked_output
 from nodeswap.errors import EXIT_INTERRUPTED_ROLLOUT
-from nodeswap.status import group_status
 
 
 def status(  # noqa: PLR0917 - a Typer command: its parameters are the command line
@@ -27,6 +25,10 @@ def status(  # noqa: PLR0917 - a Typer command: its parameters are the command l
     """Show whether a rollout is running or interrupted on each group, and how to continue or undo it.
 
     Changes nothing. Exit codes: 0 every group is idle or its rollout running; 5 a rollout is interrupted."""
+    # Here, not at the top: --help and --version never load the SDKs (see nodeswap.cli.session).
+    from nodeswap.cli.session import connect  # noqa: PLC0415
+    from nodeswap.status import group_status  # noqa: PLC0415
+
     output = checked_output(output)
     aws, kube, groups = connect(locals())
     statuses = [group_status(aws, kube, group) for group in groups]
