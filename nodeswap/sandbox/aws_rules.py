@@ -21,14 +21,17 @@ them with the rules below. Each rule cites the AWS documentation it follows:
 [TGATTR]    https://docs.aws.amazon.com/elasticloadbalancing/latest/APIReference/API_TargetGroupAttribute.html
 [LTDATA]    https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_RequestLaunchTemplateData.html
 [PUTHOOK]   https://docs.aws.amazon.com/autoscaling/ec2/APIReference/API_PutLifecycleHook.html
+[LTVERSION] https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_CreateLaunchTemplateVersion.html
 
 The rules run under the sandbox's lock: every API request and every timer holds it.
 """
 
 from __future__ import annotations
 
+import copy
 import uuid
 from collections.abc import Callable, Iterable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -46,6 +49,7 @@ from moto.autoscaling.models import (
 from moto.core.responses import ActionResult, EmptyResult
 from moto.ec2.models.instances import Instance
 from moto.ec2.models.launch_templates import LaunchTemplate, LaunchTemplateVersion
+from moto.ec2.responses.launch_templates import LaunchTemplates
 from moto.ec2.utils import parse_user_data
 from moto.elbv2 import exceptions as elbv2_exceptions
 from moto.elbv2.models import ELBv2Backend, FakeTargetGroup
@@ -355,7 +359,9 @@ class AutoScalingRules:
 
         def terminated() -> None:
             group = state.auto_scaling_group
-            group.ec2_backend.terminate_instances([state.instance.id])
+            # What EC2's TerminateInstances does to the instance, without moto's lookup of it, which
+            # copies every reservation of the account.
+            state.instance.terminate()
             self._forget(state)
             for listener in self.on_terminated:
                 listener(state.instance.id)
@@ -629,6 +635,9 @@ _ORIGINALS: dict[str, Callable[..., Any]] = {
 _MOTO_MODIFY_TARGET_GROUP_ATTRIBUTES: Callable[..., None] = ELBv2Backend.modify_target_group_attributes
 _MOTO_PUT_LIFECYCLE_HOOK: Callable[..., ActionResult] = asg_responses.AutoScalingResponse.put_lifecycle_hook
 _MOTO_CREATE_VERSION: Callable[..., LaunchTemplateVersion] = LaunchTemplate.create_version
+_MOTO_CREATE_VERSION_ACTION: Callable[..., ActionResult] = LaunchTemplates.create_launch_template_version
+# The data of the SourceVersion while a CreateLaunchTemplateVersion that names one runs.
+_source_data: ContextVar[dict[str, Any] | None] = ContextVar("source_data", default=None)
 _MOTO_LAUNCH_TEMPLATE: Callable[[InstanceState], dict[str, Any] | None] = InstanceState.launch_template.fget  # type: ignore[attr-defined]
 
 
@@ -728,7 +737,27 @@ def _create_launch_template_version(
     Terraform makes one for every template change)."""
     if isinstance(data.get("UserData"), str):
         data = {**data, "UserData": parse_user_data(data["UserData"])}
-    return _MOTO_CREATE_VERSION(self, data, description)
+    return _MOTO_CREATE_VERSION(self, {**(_source_data.get() or {}), **data}, description)
+
+
+def _create_launch_template_version_action(self: LaunchTemplates) -> ActionResult:
+    """A version made from a SourceVersion "inherits the same launch parameters as the source version,
+    except for parameters that you specify in LaunchTemplateData" [LTVERSION]; moto starts it empty,
+    so an instance launched from it would have no instance type."""
+    source = self._get_param("SourceVersion")
+    if source is None:
+        return _MOTO_CREATE_VERSION_ACTION(self)
+    name, template_id = self._get_param("LaunchTemplateName"), self._get_param("LaunchTemplateId")
+    template = (
+        self.ec2_backend.get_launch_template(template_id)
+        if template_id
+        else self.ec2_backend.get_launch_template_by_name(name)
+    )
+    token = _source_data.set(copy.deepcopy(template.get_version(source).data))
+    try:
+        return _MOTO_CREATE_VERSION_ACTION(self)
+    finally:
+        _source_data.reset(token)
 
 
 def _launch_template(self: InstanceState) -> dict[str, Any] | None:
@@ -795,6 +824,7 @@ _PATCHES: dict[tuple[type, str], Any] = {
     (FakeAutoScalingGroup, "replace_autoscaling_group_instances"): _replace_instances,
     (InstanceState, "launch_template"): property(_launch_template),
     (LaunchTemplate, "create_version"): _create_launch_template_version,
+    (LaunchTemplates, "create_launch_template_version"): _create_launch_template_version_action,
     (asg_responses.AutoScalingResponse, "put_lifecycle_hook"): _put_lifecycle_hook,
     (asg_responses.AutoScalingResponse, "complete_lifecycle_action"): _complete_lifecycle_action,
     (

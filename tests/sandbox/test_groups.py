@@ -68,6 +68,22 @@ def test_instances_report_the_template_version_they_were_launched_from(sandbox: 
     assert new_image(sandbox) not in {images[i] for i in old}
 
 
+def test_a_version_made_from_a_source_version_inherits_what_it_does_not_set(
+    start_sandbox: Callable[..., SandboxClient],
+) -> None:
+    sb = start_sandbox(groups=[{"instance_type": "m5.2xlarge"}])
+    template = bake_version_2(sb)
+    (version,) = sb.ec2.describe_launch_template_versions(
+        LaunchTemplateId=template["LaunchTemplateId"], Versions=["2"]
+    )["LaunchTemplateVersions"]
+    assert version["LaunchTemplateData"] == {"ImageId": new_image(sb), "InstanceType": "m5.2xlarge"}
+    old = set(sb.states())
+    set_desired(sb, 4)
+    (new,) = set(sb.states()) - old
+    (reservation,) = sb.ec2.describe_instances(InstanceIds=[new])["Reservations"]
+    assert reservation["Instances"][0]["InstanceType"] == "m5.2xlarge"
+
+
 def test_a_numbered_version_is_kept_until_the_group_is_pointed_elsewhere(
     start_sandbox: Callable[..., SandboxClient],
 ) -> None:

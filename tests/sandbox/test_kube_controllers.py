@@ -213,6 +213,50 @@ def test_required_anti_affinity_keeps_pods_off_a_node_already_running_a_match(em
     assert len(set(bound(core, "solo"))) == 3
 
 
+def bare_pod(name: str, node: str | None = None, cpu: str = "100m", **spec: Any) -> dict[str, Any]:
+    """A pod without a controller, labelled app=<name>, pinned to ``node`` if given."""
+    container = {"name": "a", "image": "a", "resources": {"requests": {"cpu": cpu}}}
+    pinned = {"nodeSelector": {"kubernetes.io/hostname": node}} if node else {}
+    return {
+        "metadata": {"name": name, "labels": {"app": name}},
+        "spec": {"containers": [container], **pinned, **spec},
+    }
+
+
+def unschedulable(core: client.CoreV1Api, name: str) -> bool:
+    conditions = core.read_namespaced_pod(name, "default").status.conditions or []
+    return any(c.type == "PodScheduled" and c.reason == "Unschedulable" for c in conditions)
+
+
+def test_an_unschedulable_pod_is_placed_where_room_appears(empty: SandboxClient) -> None:
+    core = client.CoreV1Api(empty.kube())
+    names = sorted(n.metadata.name for n in core.list_node().items)
+    for node in names:  # most of every node's CPU taken
+        core.create_namespaced_pod("default", bare_pod(f"ballast-{node}", node, cpu="1500m"))
+    core.create_namespaced_pod("default", bare_pod("big", cpu="1000m"))
+    wait_for(lambda: unschedulable(core, "big"), empty, "the big pod to fit nowhere")
+    core.delete_namespaced_pod(f"ballast-{names[-1]}", "default", grace_period_seconds=0)
+    wait_for(lambda: bool(bound(core, "big")), empty, "the big pod to be scheduled")
+    assert bound(core, "big") == [names[-1]]
+
+
+def test_a_pod_kept_off_by_a_placed_pods_anti_affinity_may_go_anywhere_once_it_leaves(
+    empty: SandboxClient,
+) -> None:
+    core = client.CoreV1Api(empty.kube())
+    names = sorted(n.metadata.name for n in core.list_node().items)
+    # Every node is linux: the guard's term keeps the intruder off all of them, from the last node.
+    term = {"labelSelector": {"matchLabels": {"app": "intruder"}}, "topologyKey": "kubernetes.io/os"}
+    affinity = {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [term]}}
+    core.create_namespaced_pod("default", bare_pod("guard", names[-1], affinity=affinity))
+    wait_for(lambda: bool(bound(core, "guard")), empty, "the guard to be placed")
+    core.create_namespaced_pod("default", bare_pod("intruder"))
+    wait_for(lambda: unschedulable(core, "intruder"), empty, "the intruder to be kept off")
+    core.delete_namespaced_pod("guard", "default", grace_period_seconds=0)
+    wait_for(lambda: bool(bound(core, "intruder")), empty, "the intruder to be scheduled")
+    assert bound(core, "intruder") == [names[0]]  # all nodes alike again: the first by name
+
+
 # ----- nodes and DaemonSets ----------------------------------------------------------------------
 
 

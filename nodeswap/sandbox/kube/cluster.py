@@ -371,35 +371,33 @@ class Cluster:
     def _schedule(self) -> None:
         """Bind the pending pods, oldest first. A pod found unschedulable is tried again once the
         placement or the pod itself has changed (kube-scheduler's unschedulable queue, moved on
-        cluster events)."""
+        cluster events), on the nodes that changed if the pod did not."""
         pending = self.store.indexed(PODS, PENDING, True)
         # The scheduler knows nodes by what the API shows: one that is not Ready is kept off by its
         # not-ready/unreachable taints (TaintNodesByCondition), not by its condition; a node whose
         # machine died unnoticed still looks fine, as it does to kube-scheduler.
         for pod in sorted(pending, key=lambda p: p["metadata"]["creationTimestamp"]):
             meta = pod["metadata"]
-            if self._unschedulable_at.get(meta["uid"]) == (self.placement.version, meta["resourceVersion"]):
+            failed_at, version = self._unschedulable_at.get(meta["uid"], (None, None))
+            if version != meta["resourceVersion"]:
+                failed_at = None
+            elif failed_at == self.placement.version:
                 continue
-            node = self.placement.choose(pod)
+            node = self.placement.choose(pod, failed_at)
             if node is None:
                 tried = self._unschedulable(pod, len(self.placement))
-                self._unschedulable_at[meta["uid"]] = (
-                    self.placement.version,
-                    tried["metadata"]["resourceVersion"],
-                )
+                tried_at = (self.placement.version, tried["metadata"]["resourceVersion"])
+                self._unschedulable_at[meta["uid"]] = tried_at
                 continue
             self._unschedulable_at.pop(meta["uid"], None)
             self._bind(pod, node)
+        oldest = min((at for at, _ in self._unschedulable_at.values()), default=self.placement.version)
+        self.placement.forget_changes(oldest)
 
     def _bind(self, pod: Object, node: str) -> None:
-        now = rfc3339(self.store.clock)
-
-        def bind(obj: Object) -> None:
-            obj["spec"]["nodeName"] = node
-            status = obj.setdefault("status", {})
-            status["conditions"] = [_condition("PodScheduled", "True", "", "", now)]
-
-        self.store.modify(PODS, pod["metadata"]["namespace"], pod["metadata"]["name"], bind)
+        scheduled = [_condition("PodScheduled", "True", "", "", rfc3339(self.store.clock))]
+        binding = {"spec": {"nodeName": node}, "status": {"conditions": scheduled}}
+        self.store.merge(PODS, pod["metadata"]["namespace"], pod["metadata"]["name"], binding)
 
     def _unschedulable(self, pod: Object, nodes: int) -> Object:
         """Say why the pod waits, in its PodScheduled condition; the pod as it is now."""
@@ -440,27 +438,27 @@ class Cluster:
         node = self.store.get(NODES, "", pod["spec"]["nodeName"])
         host_ip = next((a["address"] for a in node["status"]["addresses"] if a["type"] == "InternalIP"), "")
 
-        def creating(obj: Object) -> None:
-            obj["status"] = {
-                "phase": "Pending",
-                "hostIP": host_ip,
-                "startTime": now,
-                "conditions": _pod_conditions(ready=False, now=now),
-                "containerStatuses": [
-                    {
-                        "name": c["name"],
-                        "image": c.get("image", ""),
-                        "imageID": f"{c.get('image', '')}@sha256:{meta['uid'].replace('-', '')}",
-                        "ready": False,
-                        "restartCount": 0,
-                        "started": False,
-                        "state": {"waiting": {"reason": "ContainerCreating"}},
-                    }
-                    for c in obj["spec"].get("containers", [])
-                ],
-            }
-
-        self.store.modify(PODS, meta["namespace"], meta["name"], creating)
+        status = {
+            "phase": "Pending",
+            "hostIP": host_ip,
+            "startTime": now,
+            "conditions": _pod_conditions(ready=False, now=now),
+            "containerStatuses": [
+                {
+                    "name": c["name"],
+                    "image": c.get("image", ""),
+                    "imageID": f"{c.get('image', '')}@sha256:{meta['uid'].replace('-', '')}",
+                    "ready": False,
+                    "restartCount": 0,
+                    "started": False,
+                    "state": {"waiting": {"reason": "ContainerCreating"}},
+                }
+                for c in pod["spec"].get("containers", [])
+            ],
+        }
+        # The whole status is the kubelet's: what it does not set now is gone.
+        replaced = {**dict.fromkeys(pod.get("status") or {}), **status}
+        self.store.merge(PODS, meta["namespace"], meta["name"], {"status": replaced})
         self.scheduler.call_later(
             self.spec.pod_start_seconds, lambda: self._running(meta["namespace"], meta["name"], meta["uid"])
         )
@@ -471,18 +469,17 @@ class Cluster:
             return
         now = rfc3339(self.store.clock)
         delay = _readiness_delay(pod["spec"])
-
-        def running(obj: Object) -> None:
-            status = obj["status"]
-            status["phase"] = "Running"
-            status["podIP"] = next(self._pod_ips)
-            status["podIPs"] = [{"ip": status["podIP"]}]
-            status["containerStatuses"] = [
+        ip = next(self._pod_ips)
+        running = {
+            "phase": "Running",
+            "podIP": ip,
+            "podIPs": [{"ip": ip}],
+            "containerStatuses": [
                 {**c, "started": True, "ready": False, "state": {"running": {"startedAt": now}}}
-                for c in status["containerStatuses"]
-            ]
-
-        self.store.modify(PODS, namespace, name, running)
+                for c in pod["status"]["containerStatuses"]
+            ],
+        }
+        self.store.merge(PODS, namespace, name, {"status": running})
         self.scheduler.call_later(delay, lambda: self._ready(namespace, name, uid))
 
     def _ready(self, namespace: str, name: str, uid: str) -> None:
@@ -490,14 +487,11 @@ class Cluster:
         if pod is None or pod["metadata"]["uid"] != uid or not self.node_alive(pod["spec"].get("nodeName")):
             return
         now = rfc3339(self.store.clock)
-
-        def ready(obj: Object) -> None:
-            obj["status"]["conditions"] = _pod_conditions(ready=True, now=now)
-            obj["status"]["containerStatuses"] = [
-                {**c, "ready": True} for c in obj["status"]["containerStatuses"]
-            ]
-
-        self.store.modify(PODS, namespace, name, ready)
+        ready = {
+            "conditions": _pod_conditions(ready=True, now=now),
+            "containerStatuses": [{**c, "ready": True} for c in pod["status"]["containerStatuses"]],
+        }
+        self.store.merge(PODS, namespace, name, {"status": ready})
 
     def _terminate(self, pod: Object) -> None:
         """A pod being deleted ends after its preStop hook and shutdown, within its grace period."""

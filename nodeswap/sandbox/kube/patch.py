@@ -229,6 +229,20 @@ def merge_patch(document: Any, patch: Any) -> Any:
     return _merge(clone(document), clone(patch))
 
 
+def merge_patch_sharing(document: Any, patch: Any) -> Any:
+    """``merge_patch`` as a new value that shares with ``document`` every part the patch leaves alone:
+    for a document that is never changed in place (a stored object), at the cost of the patch only."""
+    if not isinstance(patch, dict):
+        return clone(patch)
+    merged = dict(document) if isinstance(document, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = merge_patch_sharing(merged.get(key), value)
+    return merged
+
+
 def _merge(target: Any, patch: Any) -> Any:
     if not isinstance(patch, dict):
         return patch

@@ -133,6 +133,7 @@ class _Node:
     labels: dict[str, str]
     allocatable: tuple[int, int, int]  # milliCPU, memory bytes, pods
     taints: list[Object]  # those that keep new pods off: NoSchedule and NoExecute, a cordon's included
+    taint_key: tuple[tuple[Any, Any, Any], ...]  # what tolerations are matched against
     requested: list[int] = field(default_factory=lambda: [0, 0, 0])  # milliCPU, memory, pods
     non_zero: list[int] = field(default_factory=lambda: [0, 0])  # milliCPU, memory, for scoring
     pods: dict[str, Object] = field(default_factory=dict)  # by uid
@@ -153,14 +154,19 @@ class _Placed:
 def _node_state(node: Object) -> _Node:
     cpu, memory, pods = allocatable(node)
     taints = [t for t in taints_of(node) if t.get("effect") in ("NoSchedule", "NoExecute")]
-    return _Node(node, node["metadata"].get("labels") or {}, (*_units(cpu, memory), pods), taints)
+    taint_key = tuple((t.get("key"), t.get("value"), t.get("effect")) for t in taints)
+    return _Node(node, node["metadata"].get("labels") or {}, (*_units(cpu, memory), pods), taints, taint_key)
 
 
 class Placement:
     """The scheduler's cache: the nodes and what the pods bound to them take, kept up to date as nodes,
     pods and namespaces change (kube-scheduler's internal cache), so that placing a pod costs one pass
-    over the nodes, not over every pod. ``version`` moves whenever anything a placement depends on
-    does: a pod found unschedulable need not be tried again before it moves."""
+    over the nodes, not over every pod.
+
+    ``version`` moves with every change a placement depends on, and the cache logs which nodes each
+    change concerned: a pod that fit no node at some version need only be tried on the nodes changed
+    since (as long as neither it nor any placed pod has inter-pod affinity terms, whose domains span
+    nodes), for the others are as they were when it did not fit them."""
 
     def __init__(self) -> None:
         self._nodes: dict[str, _Node] = {}
@@ -171,6 +177,14 @@ class Placement:
         self._anti: dict[str, tuple[Object, str]] = {}  # placed pods with required anti-affinity
         self._placed: dict[str, _Placed] = {}  # pod uid -> what it adds
         self.version = 0
+        self._changes: list[tuple[int, str]] = []  # (version, node it concerned), oldest first
+        self._everywhere = 0  # the version of the last change that may concern any node
+        # Tolerations (as text) -> node taints -> whether they tolerate them all: pods of one template
+        # share their tolerations, and nodes their few sets of taints.
+        self._tolerated: dict[str, dict[tuple[tuple[Any, Any, Any], ...], bool]] = {}
+        # Pod uid -> its spec and what it requests, as is and for scoring: a status change keeps the
+        # spec (the store shares what a write leaves alone), and parsing quantities is not cheap.
+        self._requested: dict[str, tuple[Object, tuple[int, int], tuple[int, int]]] = {}
 
     def __len__(self) -> int:
         return len(self._nodes)
@@ -179,7 +193,6 @@ class Placement:
 
     def node_changed(self, name: str, node: Object | None, pods: list[Object]) -> None:
         """A node was added, changed (``pods`` are those bound to it) or deleted (``node`` None)."""
-        self.version += 1
         state = self._nodes.get(name)
         if node is None:
             if state is not None:
@@ -187,23 +200,23 @@ class Placement:
                     self._remove(uid)
                 del self._nodes[name]
                 self._names.remove(name)
+            self.version += 1  # a node gone makes no pod fit where it did not
             return
+        fresh = _node_state(node)
         if state is not None:
-            fresh = _node_state(node)
-            state.node, state.labels, state.allocatable, state.taints = (
-                fresh.node,
-                fresh.labels,
-                fresh.allocatable,
-                fresh.taints,
-            )
+            # Labels are topology domains: the anti-affinity of the pods placed there reads them.
+            self._touch(name, everywhere=fresh.labels != state.labels and bool(self._anti))
+            self._nodes[name] = fresh
+            fresh.requested, fresh.non_zero, fresh.pods = state.requested, state.non_zero, state.pods
             return
-        self._nodes[name] = _node_state(node)
+        self._nodes[name] = fresh
         bisect.insort(self._names, name)
+        self._touch(name)
         for pod in pods:
             self.pod_changed(None, pod)
 
     def namespace_changed(self, name: str, namespace: Object | None) -> None:
-        self.version += 1
+        self._touch(None, everywhere=True)  # affinity terms select namespaces by their labels
         if namespace is None:
             self._namespace_labels.pop(name, None)
         else:
@@ -213,33 +226,59 @@ class Placement:
         """A pod was created, changed or deleted (``new`` None): what it takes from its node follows.
         Finished pods and pods on nodes the cache does not know take nothing."""
         uid = (new or old or {})["metadata"]["uid"]
+        if new is None:
+            self._requested.pop(uid, None)
         before = self._placed.get(uid)
         after = self._placement_of(new) if new is not None else None
         if before == after:
             return
-        self.version += 1
         if before is not None:
             self._remove(uid)
         if after is not None and new is not None:
             self._add(uid, new, after)
 
+    def changed_since(self, version: int) -> set[str] | None:
+        """The nodes changes concerned after ``version``; None when one may have concerned any node."""
+        if self._everywhere > version:
+            return None
+        start = bisect.bisect_right(self._changes, version, key=lambda change: change[0])
+        return {name for _, name in self._changes[start:] if name in self._nodes}
+
+    def forget_changes(self, until: int) -> None:
+        """Drop the log of the changes up to ``until``: no pod will be tried since an older version."""
+        del self._changes[: bisect.bisect_right(self._changes, until, key=lambda change: change[0])]
+
+    def _touch(self, node: str | None, *, everywhere: bool = False) -> None:
+        self.version += 1
+        if node is not None:
+            self._changes.append((self.version, node))
+        if everywhere:
+            self._everywhere = self.version
+
+    def _requests(self, pod: Object) -> tuple[tuple[int, int], tuple[int, int]]:
+        spec = pod["spec"]
+        cached = self._requested.get(pod["metadata"]["uid"])
+        if cached is None or cached[0] is not spec:
+            cached = spec, _units(*requests(spec)), _units(*requests(spec, non_zero=True))
+            self._requested[pod["metadata"]["uid"]] = cached
+        return cached[1], cached[2]
+
     def _placement_of(self, pod: Object) -> _Placed | None:
         node = pod["spec"].get("nodeName")
         if node not in self._nodes or pod.get("status", {}).get("phase") in ("Succeeded", "Failed"):
             return None
-        spec = pod["spec"]
         # Spreading counts the pods that stay: PodTopologySpread skips terminating ones.
         owner = _owner_uid(pod) if "deletionTimestamp" not in pod["metadata"] else None
         return _Placed(
             node,
-            _units(*requests(spec)),
-            _units(*requests(spec, non_zero=True)),
+            *self._requests(pod),
             owner,
             bool(_terms(pod, "podAntiAffinity")),
             tuple(sorted((pod["metadata"].get("labels") or {}).items())),
         )
 
     def _add(self, uid: str, pod: Object, placed: _Placed) -> None:
+        self._touch(placed.node, everywhere=placed.anti)
         state = self._nodes[placed.node]
         (cpu, memory), (nz_cpu, nz_memory) = placed.requests, placed.non_zero
         state.requested = [state.requested[0] + cpu, state.requested[1] + memory, state.requested[2] + 1]
@@ -253,6 +292,7 @@ class Placement:
 
     def _remove(self, uid: str) -> None:
         placed = self._placed.pop(uid)
+        self._touch(placed.node, everywhere=placed.anti)
         state = self._nodes[placed.node]
         (cpu, memory), (nz_cpu, nz_memory) = placed.requests, placed.non_zero
         state.requested = [state.requested[0] - cpu, state.requested[1] - memory, state.requested[2] - 1]
@@ -269,22 +309,23 @@ class Placement:
 
     # ----- choosing -----------------------------------------------------------------------------
 
-    def choose(self, pod: Object) -> str | None:
-        """The node kube-scheduler would bind ``pod`` to, or None when no node passes the filters."""
+    def choose(self, pod: Object, failed_at: int | None = None) -> str | None:
+        """The node kube-scheduler would bind ``pod`` to, or None when no node passes the filters.
+        ``failed_at``: a version at which the pod, as it is, fit no node."""
         spec = pod["spec"]
         named = _named_nodes(spec)
-        candidates = self._names if named is None else sorted(named.intersection(self._nodes))
+        changed = None
+        if failed_at is not None and not _terms(pod, "podAntiAffinity") and not _terms(pod, "podAffinity"):
+            changed = self.changed_since(failed_at)
+        if changed is not None:
+            candidates = sorted(changed if named is None else changed & named)
+        else:
+            candidates = self._names if named is None else sorted(named.intersection(self._nodes))
         fits = self._filter(pod)
-        feasible = [self._nodes[name] for name in candidates if fits(self._nodes[name])]
+        feasible = [state for state in map(self._nodes.__getitem__, candidates) if fits(state)]
         if not feasible:
             return None
-        non_zero = _units(*requests(spec, non_zero=True))
-        scores = [
-            fit + SPREAD_WEIGHT * spread
-            for fit, spread in zip(
-                self._fit_scores(non_zero, feasible), self._spread_scores(pod, feasible), strict=True
-            )
-        ]
+        scores = self._scores(pod, feasible)
         # The first of the best, by name.
         return str(feasible[scores.index(max(scores))].node["metadata"]["name"])
 
@@ -297,12 +338,19 @@ class Placement:
         tolerations = spec.get("tolerations") or []
         node_selector = spec.get("nodeSelector") or {}
         required = required_node_affinity(spec)
-        cpu, memory = _units(*requests(spec))
+        (cpu, memory), _ = self._requests(pod)
         affinity = bool(self._anti or _terms(pod, "podAntiAffinity") or _terms(pod, "podAffinity"))
+        tolerated = self._tolerated.setdefault(repr(tolerations), {})
 
         def fits(state: _Node) -> bool:
-            if any(not tolerates(tolerations, taint) for taint in state.taints):
-                return False
+            if state.taints:
+                allowed = tolerated.get(state.taint_key)
+                if allowed is None:
+                    allowed = tolerated[state.taint_key] = all(
+                        tolerates(tolerations, t) for t in state.taints
+                    )
+                if not allowed:
+                    return False
             name = state.node["metadata"]["name"]
             if (node_selector or required) and not selects_node(node_selector, required, state.labels, name):
                 return False
@@ -359,9 +407,12 @@ class Placement:
 
     # ----- scores ---------------------------------------------------------------------------
 
-    def _fit_scores(self, non_zero: tuple[int, int], nodes: list[_Node]) -> list[float]:
-        """LeastAllocated: the average free share of CPU and memory once the pod is there."""
-        cpu, memory = non_zero
+    def _scores(self, pod: Object, nodes: list[_Node]) -> list[float]:
+        """Each node's score: NodeResourcesFit's LeastAllocated (the average free share of CPU and
+        memory once the pod is there) plus PodTopologySpread's with the system default constraints,
+        its selector being the pod's controller (fewer pods of the same controller in a node's host
+        and zone score higher), at its weight."""
+        _, (cpu, memory) = self._requests(pod)
         scores = []
         for state in nodes:
             (max_cpu, max_memory, _), (used_cpu, used_memory) = state.allocatable, state.non_zero
@@ -370,14 +421,16 @@ class Placement:
                 (max_memory - used_memory - memory) * MAX_NODE_SCORE / max_memory if max_memory > 0 else 0.0
             )
             scores.append((max(free_cpu, 0.0) + max(free_memory, 0.0)) / 2)
-        return scores
+        spread = self._spread_scores(pod, nodes)
+        if spread is None:
+            return scores
+        return [fit + SPREAD_WEIGHT * score for fit, score in zip(scores, spread, strict=True)]
 
-    def _spread_scores(self, pod: Object, nodes: list[_Node]) -> list[float]:
-        """PodTopologySpread with the system default constraints, its selector being the pod's
-        controller: fewer pods of the same controller in a node's host and zone score higher."""
+    def _spread_scores(self, pod: Object, nodes: list[_Node]) -> list[float] | None:
+        """PodTopologySpread's normalized scores; None for a pod without a controller (0 everywhere)."""
         owner = _owner_uid(pod)
         if owner is None:
-            return [0.0] * len(nodes)
+            return None
         on_node = self._by_owner.get(owner, {})
         raw = [0.0] * len(nodes)
         for key, max_skew in DEFAULT_SPREAD:
@@ -387,8 +440,10 @@ class Placement:
             in_domain: dict[str | None, int] = defaultdict(int)
             for node, count in on_node.items():
                 in_domain[self._nodes[node].labels.get(key)] += count
-            for index, domain in enumerate(domains):
-                raw[index] += in_domain[domain] * weight + (max_skew - 1)
+            raw = [
+                score + in_domain.get(domain, 0) * weight + (max_skew - 1)
+                for score, domain in zip(raw, domains, strict=True)
+            ]
         # NormalizeScore: the node with the fewest matching pods scores MAX_NODE_SCORE.
         rounded = [round(score) for score in raw]
         high, low = max(rounded), min(rounded)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import builtins
 import queue
-import secrets
+import random
 import uuid
 from collections import deque
 from collections.abc import Callable, Hashable, Iterable, Iterator
@@ -26,9 +26,10 @@ from typing import Any
 from nodeswap.sandbox.clock import Clock
 from nodeswap.sandbox.kube import errors
 from nodeswap.sandbox.kube.clone import clone
-from nodeswap.sandbox.kube.patch import merge_patch
+from nodeswap.sandbox.kube.patch import merge_patch_sharing
 from nodeswap.sandbox.kube.resources import Resource
 
+_RANDOM = random.Random()
 Object = dict[str, Any]
 Matcher = Callable[[Object], bool]
 Key = tuple[str, str]  # (namespace, name); the namespace is "" for cluster-scoped objects
@@ -190,7 +191,9 @@ class Store:
         return self._replace(resource, clone(obj), old)
 
     def _replace(self, resource: Resource, obj: Object, old: Object) -> Object:
-        """Store ``obj`` (the store's own copy from now on) in place of ``old``."""
+        """Store ``obj`` in place of ``old``. ``obj`` is the store's from now on, and may share any part
+        but its top level and metadata with ``old``: stored objects are never changed in place."""
+        obj = {**obj, "metadata": {**obj["metadata"]}}
         meta = obj["metadata"]
         for immutable in ("uid", "creationTimestamp", "namespace"):
             if immutable in old["metadata"]:
@@ -221,7 +224,7 @@ class Store:
     def merge(self, resource: Resource, namespace: str, name: str, changes: Object) -> Object:
         """Apply a JSON merge patch (RFC 7386: maps merge, None deletes, lists are replaced)."""
         old = self.get(resource, namespace, name)
-        return self._replace(resource, merge_patch(old, changes), old)
+        return self._replace(resource, merge_patch_sharing(old, changes), old)
 
     def remove(self, resource: Resource, namespace: str, name: str) -> Object:
         """Delete an object for good (graceful deletion is the API layer's concern)."""
@@ -314,6 +317,6 @@ class Store:
 
 
 def _suffix() -> str:
-    # generateName suffixes use the same alphabet as the API server: no vowels, no confusable digits.
-    alphabet = "bcdfghjklmnpqrstvwxz2456789"
-    return "".join(secrets.choice(alphabet) for _ in range(5))
+    # generateName suffixes use the same alphabet as the API server: no vowels, no confusable digits;
+    # like the API server's (math/rand), they need not be unpredictable.
+    return "".join(_RANDOM.choices("bcdfghjklmnpqrstvwxz2456789", k=5))
