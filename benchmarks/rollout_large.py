@@ -32,6 +32,7 @@ from nodeswap.run import RolloutSettings
 from nodeswap.sandbox.scenario import FaultError, FaultSpec, Scenario, load_scenario
 from nodeswap.sandbox.server import Sandbox
 
+USER_AGENT = "nodeswap/"  # nodeswap's requests carry nodeswap/<version>
 DEFAULT = Path(__file__).resolve().parents[1] / "configs" / "rehearsal-large.yaml"
 
 
@@ -72,6 +73,25 @@ def lower_bound(scenario: Scenario) -> dict[str, float | str]:
     }
 
 
+def requests_per_node(requests: list[dict[str, Any]], replaced: int) -> dict[str, Any]:
+    """The rollout's requests (nodeswap's: the sandbox's workload controllers make the rest) by API, and
+    per replaced node: AWS's count against Auto Scaling's request budget, which cluster-autoscaler
+    shares."""
+    ours = [r for r in requests if USER_AGENT in r["user_agent"]]
+    by_api = {api: sum(1 for r in ours if r["api"] == api) for api in ("aws", "kube")}
+    operations: dict[str, int] = {}
+    for r in ours:
+        if r["api"] == "aws":
+            operations[r["operation"]] = operations.get(r["operation"], 0) + 1
+    return {
+        "aws_requests": by_api["aws"],
+        "kube_requests": by_api["kube"],
+        "aws_requests_per_node": round(by_api["aws"] / max(replaced, 1), 2),
+        "kube_requests_per_node": round(by_api["kube"] / max(replaced, 1), 2),
+        "aws_operations": dict(sorted(operations.items(), key=lambda item: -item[1])),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--scenario", type=Path, default=DEFAULT)
@@ -95,10 +115,17 @@ def main() -> None:
             assert sandbox.world is not None
             image = sandbox.world.images["new"]
             settings = RolloutSettings(plan=Settings(image=image))
-            groups = aws.groups([g.name for g in scenario.groups], full=True)
+            # The first group is the one replaced; a rehearsal's other groups share the cluster, left alone.
+            names = [scenario.groups[0].name]
+            groups = aws.groups(names, full=True)
             # What `nodeswap plan` predicts, from the same world just before the rollout.
             _, (plan,) = plan_groups(aws, kube, groups, lambda _name: settings, lambda _event: None)
             assert plan.estimate is not None
+            # The rollout's requests are counted as `nodeswap replace` makes them: from its own first read,
+            # with an AWS client that has described nothing yet.
+            planned = len(sandbox.report()["requests"])
+            aws = Aws(region=scenario.region)
+            groups = aws.groups(names, full=True)
             started = time.monotonic()
             (summary,) = replace_groups(aws, kube, groups, lambda _name: settings, lambda _event: None)
             measured = time.monotonic() - started
@@ -119,6 +146,7 @@ def main() -> None:
         "pdb_violations": len(report["pdb_violations"]),
         "lost_pods": len(report["lost_pods"]),
         "api_requests": len(report["requests"]),
+        **requests_per_node(report["requests"][planned:], len(summary.replaced)),
         "faults_injected": sum(1 for r in report["requests"] if r.get("fault")),
     }
     print(json.dumps(result, indent=2))

@@ -1,9 +1,11 @@
 """The AWS adapter: the only module that talks to Auto Scaling and EC2 (through boto3).
 
 It returns nodeswap's model, batches describes (one call per group listing, never one per instance),
-treats "already done" as success (terminating a terminating instance, completing a completed
-lifecycle action) and translates SDK errors into nodeswap's errors with a remedy: an action the IAM
-policy does not allow becomes an AccessDenied naming the action to grant.
+describes what never changes once (an instance's launch time and image, a launch template version),
+retries throttling and transient failures as ``nodeswap.retry`` says, treats "already done" as success
+(terminating a terminating instance, completing a completed lifecycle action) and translates SDK errors
+into nodeswap's errors with a remedy: an action the IAM policy does not allow becomes an AccessDenied
+naming the action to grant.
 """
 
 from __future__ import annotations
@@ -11,21 +13,55 @@ from __future__ import annotations
 import dataclasses
 import functools
 import re
-from collections.abc import Iterator
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from datetime import datetime
+from typing import Any, TypeVar
 
 import boto3
 import botocore.session
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    HTTPClientError,
+    NoCredentialsError,
+    NoRegionError,
+)
+from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from nodeswap import USER_AGENT
 from nodeswap.errors import AccessDenied, OperationError, UsageError
 from nodeswap.model import Group, Instance, LaunchSpec, LifecycleHook, Resources
+from nodeswap.retry import retrying
 
-# Retries are botocore's: standard mode backs off on throttling (Throttling, RequestLimitExceeded) and 5xx.
-RETRIES = {"mode": "standard", "total_max_attempts": 10}
+T = TypeVar("T")
+
+# botocore's adaptive mode for its client-side rate limiter alone: once a client is throttled, a token
+# bucket paces its requests to the rate AWS lets through, and speeds up again as they succeed (Auto
+# Scaling's budget is shared with cluster-autoscaler: a client that backs off leaves it room). Its own
+# retries are off (one attempt): every retry is nodeswap.retry's, which waits throttling out.
+RETRIES = {"mode": "adaptive", "total_max_attempts": 1}
+# How AWS says a request was throttled (botocore's list, less LimitExceededException: Auto Scaling
+# answers that for a quota reached, which waiting does not lift).
+THROTTLING_CODES = frozenset(
+    {
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "RequestThrottledException",
+        "TooManyRequestsException",
+        "RequestLimitExceeded",
+        "RequestThrottled",
+        "EC2ThrottledException",
+        "SlowDown",
+    }
+)
+# A request that failed in passing (botocore's transient errors): worth a few more tries.
+_TRANSIENT_CODES = frozenset({"RequestTimeout", "RequestTimeoutException", "PriorRequestNotComplete"})
+_TRANSIENT_STATUSES = frozenset({500, 502, 503, 504})
 STATE_TAG_PREFIX = "nodeswap.io/"
 _FINISHED = ("Successful", "Failed", "Cancelled")
 
@@ -44,6 +80,29 @@ PERMISSIONS = (
     "every AWS action nodeswap needs is listed in terraform/nodeswap-actions.json, the source of the "
     "Terraform module's policy, and in the README's permission list"
 )
+
+
+def _throttled(error: BaseException) -> bool:
+    return isinstance(error, ClientError) and error.response.get("Error", {}).get("Code") in THROTTLING_CODES
+
+
+def _transient(error: BaseException) -> bool:
+    if isinstance(error, ClientError):
+        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        return (
+            error.response.get("Error", {}).get("Code") in _TRANSIENT_CODES or status in _TRANSIENT_STATUSES
+        )
+    return isinstance(error, BotoConnectionError | HTTPClientError)
+
+
+_retrying = retrying(throttled=_throttled, transient=_transient)
+
+
+def _call(what: str, request: Callable[[], T]) -> T:
+    """Make a request, retried as ``nodeswap.retry`` says; what still fails becomes nodeswap's error,
+    naming ``what`` (``_translated``)."""
+    with _translated(what):
+        return _retrying(request)()
 
 
 @contextmanager
@@ -112,6 +171,12 @@ def _autoscaling_operations() -> frozenset[str]:
 
 
 class Aws:
+    """One run's clients. What never changes once described is described once per ``Aws``: an instance's
+    launch time and image (by instance id), a launch template version's data (by template and number), a
+    launch configuration's instance type. So is the number $Latest and $Default name, until a group shows
+    an instance launched from a version not seen before (someone made or chose another since) or
+    nodeswap creates one."""
+
     def __init__(self, region: str | None = None, profile: str | None = None) -> None:
         with _translated("set up the AWS session"):
             session = boto3.Session(region_name=region, profile_name=profile)
@@ -119,14 +184,23 @@ class Aws:
             self.autoscaling = session.client("autoscaling", config=config)
             self.ec2 = session.client("ec2", config=config)
         self.region = session.region_name
+        self._details: dict[str, tuple[datetime, str]] = {}  # instance id -> launch time, image
+        self._versions: dict[tuple[str, str], dict[str, Any]] = {}  # (template, number) -> its data
+        self._configurations: dict[str, str] = {}  # launch configuration -> its instance type
+        self._named: dict[tuple[str, str], str] = {}  # (template, "$Latest"/"$Default") -> the number
+        self._launched_from: defaultdict[str, set[str]] = defaultdict(set)  # template -> versions seen
+        self._mixed_types: dict[str, tuple[str, ...]] = {}  # group -> its mixed instances policy's types
 
     # ----- reads -------------------------------------------------------------------------------
 
     def groups(self, names: list[str], *, full: bool = False) -> list[Group]:
-        """The named groups (a UsageError names any that does not exist); with ``full``, also their
-        lifecycle hooks and whether a scaling activity is in progress (two more calls per group)."""
-        with _translated(f"describe Auto Scaling groups {', '.join(names)}"):
-            described = self._describe_groups(AutoScalingGroupNames=names)
+        """The named groups (a UsageError names any that does not exist), in one paginated call; with
+        ``full``, also their lifecycle hooks and whether a scaling activity is in progress (up to two
+        more calls per group)."""
+        described = _call(
+            f"describe Auto Scaling groups {', '.join(names)}",
+            lambda: self._describe_groups(AutoScalingGroupNames=names),
+        )
         found = {g["AutoScalingGroupName"] for g in described}
         missing = [name for name in names if name not in found]
         if missing:
@@ -137,8 +211,10 @@ class Aws:
         return [self._group(raw, full) for raw in described]
 
     def groups_by_tag(self, key: str, value: str) -> list[Group]:
-        with _translated(f"find Auto Scaling groups tagged {key}={value}"):
-            described = self._describe_groups(Filters=[{"Name": f"tag:{key}", "Values": [value]}])
+        described = _call(
+            f"find Auto Scaling groups tagged {key}={value}",
+            lambda: self._describe_groups(Filters=[{"Name": f"tag:{key}", "Values": [value]}]),
+        )
         if not described:
             raise UsageError(
                 f"no Auto Scaling group is tagged {key}={value} in region {self.region}",
@@ -154,8 +230,16 @@ class Aws:
         name = raw["AutoScalingGroupName"]
         hooks = []
         if full:
-            with _translated(f"describe the lifecycle hooks of {name}"):
-                hooks = self.autoscaling.describe_lifecycle_hooks(AutoScalingGroupName=name)["LifecycleHooks"]
+            hooks = _call(
+                f"describe the lifecycle hooks of {name}",
+                lambda: self.autoscaling.describe_lifecycle_hooks(AutoScalingGroupName=name)[
+                    "LifecycleHooks"
+                ],
+            )
+        if "MixedInstancesPolicy" in raw:
+            overrides = raw["MixedInstancesPolicy"]["LaunchTemplate"].get("Overrides") or []
+            self._mixed_types[name] = tuple(o["InstanceType"] for o in overrides if "InstanceType" in o)
+        self._notice_versions(raw.get("Instances", []))
         return Group(
             name=name,
             min_size=raw["MinSize"],
@@ -180,15 +264,34 @@ class Aws:
             zones=tuple(raw.get("AvailabilityZones", [])),
         )
 
+    def _notice_versions(self, instances: list[dict[str, Any]]) -> None:
+        """An instance launched from a version of a template not seen before means $Latest or $Default
+        may name another version than last described: described again at the next resolution."""
+        for instance in instances:
+            template = instance.get("LaunchTemplate")
+            if template is None:
+                continue
+            template_id, seen = (
+                template["LaunchTemplateId"],
+                self._launched_from[template["LaunchTemplateId"]],
+            )
+            if str(template.get("Version")) not in seen:
+                seen.add(str(template.get("Version")))
+                self._forget_named(template_id)
+
+    def _forget_named(self, template_id: str) -> None:
+        for alias in ("$Latest", "$Default"):
+            self._named.pop((template_id, alias), None)
+
     def _busy(self, raw: dict[str, Any]) -> bool:
         """A scaling activity is in progress: instances launching or leaving, or an unfinished activity."""
         if any(i["LifecycleState"] not in ("InService", "Standby") for i in raw.get("Instances", [])):
             return True
         name = raw["AutoScalingGroupName"]
-        with _translated(f"describe the scaling activities of {name}"):
-            activities = self.autoscaling.describe_scaling_activities(
-                AutoScalingGroupName=name, MaxRecords=10
-            )
+        activities = _call(
+            f"describe the scaling activities of {name}",
+            lambda: self.autoscaling.describe_scaling_activities(AutoScalingGroupName=name, MaxRecords=10),
+        )
         return any(a.get("StatusCode") not in _FINISHED for a in activities.get("Activities", []))
 
     def _group_launch(self, raw: dict[str, Any]) -> LaunchSpec:
@@ -199,14 +302,18 @@ class Aws:
 
     def _resolved(self, template: dict[str, Any]) -> LaunchSpec:
         """$Latest and $Default (or no version, meaning $Default) become the version number."""
-        version = template.get("Version") or "$Default"
+        template_id, version = template["LaunchTemplateId"], template.get("Version") or "$Default"
         if version in ("$Latest", "$Default"):
-            with _translated(f"resolve launch template {template.get('LaunchTemplateId')} {version}"):
-                found = self.ec2.describe_launch_templates(LaunchTemplateIds=[template["LaunchTemplateId"]])
-            described = found["LaunchTemplates"][0]
-            number = described["LatestVersionNumber" if version == "$Latest" else "DefaultVersionNumber"]
-            version = str(number)
-        return LaunchSpec(template["LaunchTemplateId"], template.get("LaunchTemplateName"), str(version))
+            if (template_id, version) not in self._named:
+                found = _call(
+                    f"resolve launch template {template_id} {version}",
+                    lambda: self.ec2.describe_launch_templates(LaunchTemplateIds=[template_id]),
+                )
+                described = found["LaunchTemplates"][0]
+                self._named[(template_id, "$Latest")] = str(described["LatestVersionNumber"])
+                self._named[(template_id, "$Default")] = str(described["DefaultVersionNumber"])
+            version = self._named[(template_id, version)]
+        return LaunchSpec(template_id, template.get("LaunchTemplateName"), str(version))
 
     @staticmethod
     def _instance(raw: dict[str, Any]) -> Instance:
@@ -228,19 +335,25 @@ class Aws:
         )
 
     def with_details(self, group: Group) -> Group:
-        """The group with its instances' launch times and images (one paginated EC2 describe) and the
-        instance types it launches."""
-        ids = [i.id for i in group.instances]
-        details: dict[str, dict[str, Any]] = {}
-        if ids:
-            with _translated(f"describe the instances of {group.name}"):
-                pages = self.ec2.get_paginator("describe_instances").paginate(InstanceIds=ids)
-                details = {
-                    i["InstanceId"]: i for p in pages for r in p["Reservations"] for i in r["Instances"]
+        """The group with its instances' launch times and images and the instance types it launches.
+        Only instances not described before are described (one paginated EC2 call): neither detail ever
+        changes for an instance."""
+        new = [i.id for i in group.instances if i.id not in self._details]
+        if new:
+
+            def describe() -> dict[str, tuple[datetime, str]]:
+                pages = self.ec2.get_paginator("describe_instances").paginate(InstanceIds=new)
+                return {
+                    i["InstanceId"]: (i["LaunchTime"], i["ImageId"])
+                    for p in pages
+                    for r in p["Reservations"]
+                    for i in r["Instances"]
                 }
+
+            self._details.update(_call(f"describe the instances of {group.name}", describe))
         instances = tuple(
-            dataclasses.replace(i, launched_at=details[i.id]["LaunchTime"], image_id=details[i.id]["ImageId"])
-            if i.id in details
+            dataclasses.replace(i, launched_at=details[0], image_id=details[1])
+            if (details := self._details.get(i.id))
             else i
             for i in group.instances
         )
@@ -249,34 +362,53 @@ class Aws:
     def _launch_types(self, group: Group) -> tuple[str, ...]:
         """The instance types the group launches: a mixed instances policy's overrides, else the launch
         template version's or the launch configuration's type."""
-        with _translated(f"describe what {group.name} launches"):
-            if group.mixed:
-                raw = self._describe_groups(AutoScalingGroupNames=[group.name])[0]
-                overrides = raw["MixedInstancesPolicy"]["LaunchTemplate"].get("Overrides") or []
-                types = tuple(o["InstanceType"] for o in overrides if "InstanceType" in o)
-                if types:
-                    return types
-            if group.launch.template_id is not None:
-                versions = self.ec2.describe_launch_template_versions(
-                    LaunchTemplateId=group.launch.template_id, Versions=[group.launch.version or "$Default"]
-                )["LaunchTemplateVersions"]
-                found = versions[0]["LaunchTemplateData"].get("InstanceType") if versions else None
-                return (found,) if found else ()
-            configurations = self.autoscaling.describe_launch_configurations(
-                LaunchConfigurationNames=[group.launch.configuration]
-            )["LaunchConfigurations"]
-            return (configurations[0]["InstanceType"],) if configurations else ()
+        if group.mixed and self._mixed_types.get(group.name):
+            return self._mixed_types[group.name]
+        if group.launch.template_id is not None:
+            found = (self._version_data(group.launch) or {}).get("InstanceType")
+            return (found,) if found else ()
+        name = group.launch.configuration
+        if name is not None and name not in self._configurations:
+            found = _call(
+                f"describe what {group.name} launches",
+                lambda: self.autoscaling.describe_launch_configurations(LaunchConfigurationNames=[name])[
+                    "LaunchConfigurations"
+                ],
+            )
+            if found:
+                self._configurations[name] = found[0]["InstanceType"]
+        return (self._configurations[name],) if name in self._configurations else ()
+
+    def _version_data(self, launch: LaunchSpec) -> dict[str, Any] | None:
+        """A launch template version's data, described once per number (a version never changes); None
+        if there is no such version."""
+        assert launch.template_id is not None
+        template_id, version = launch.template_id, launch.version or "$Default"
+        if (template_id, version) in self._versions:
+            return self._versions[(template_id, version)]
+        versions = _call(
+            f"describe {launch.describe()}",
+            lambda: self.ec2.describe_launch_template_versions(
+                LaunchTemplateId=template_id, Versions=[version]
+            )["LaunchTemplateVersions"],
+        )
+        data: dict[str, Any] | None = versions[0]["LaunchTemplateData"] if versions else None
+        if data is not None and version.isdigit():
+            self._versions[(template_id, version)] = data
+        return data
 
     def instance_sizes(self, types: list[str]) -> dict[str, Resources]:
         """Each type's capacity (vCPUs, memory, pods by the VPC CNI's ENI formula), for types no node of
         the cluster runs yet."""
         if not types:
             return {}
-        with _translated(f"describe instance types {', '.join(types)}"):
+
+        def describe() -> list[dict[str, Any]]:
             pages = self.ec2.get_paginator("describe_instance_types").paginate(InstanceTypes=types)
-            described = [t for p in pages for t in p["InstanceTypes"]]
+            return [t for p in pages for t in p["InstanceTypes"]]
+
         sizes = {}
-        for raw in described:
+        for raw in _call(f"describe instance types {', '.join(types)}", describe):
             network = raw.get("NetworkInfo") or {}
             enis, addresses = (
                 network.get("MaximumNetworkInterfaces"),
@@ -292,8 +424,9 @@ class Aws:
     def check_image(self, image_id: str) -> None:
         """A UsageError unless the AMI exists in this region (before a template version points at it)."""
         try:
-            with _translated(f"describe AMI {image_id}"):
-                found = self.ec2.describe_images(ImageIds=[image_id])["Images"]
+            found = _call(
+                f"describe AMI {image_id}", lambda: self.ec2.describe_images(ImageIds=[image_id])["Images"]
+            )
         except OperationError as exc:
             found = [] if "InvalidAMIID" in exc.message else None
             if found is None:
@@ -307,11 +440,7 @@ class Aws:
     def image_of(self, launch: LaunchSpec) -> str | None:
         if launch.template_id is None:
             return None
-        with _translated(f"describe {launch.describe()}"):
-            versions = self.ec2.describe_launch_template_versions(
-                LaunchTemplateId=launch.template_id, Versions=[launch.version or "$Default"]
-            )["LaunchTemplateVersions"]
-        image: str | None = versions[0]["LaunchTemplateData"].get("ImageId") if versions else None
+        image: str | None = (self._version_data(launch) or {}).get("ImageId")
         return image
 
     # ----- writes ------------------------------------------------------------------------------
@@ -322,48 +451,58 @@ class Aws:
             update["DesiredCapacity"] = desired
         if max_size is not None:
             update["MaxSize"] = max_size
-        with _translated(f"update the capacity of {group}"):
-            self.autoscaling.update_auto_scaling_group(**update)
+        _call(f"update the capacity of {group}", lambda: self.autoscaling.update_auto_scaling_group(**update))
 
     def suspend(self, group: str, processes: list[str]) -> None:
         if processes:
-            with _translated(f"suspend {', '.join(processes)} on {group}"):
-                self.autoscaling.suspend_processes(AutoScalingGroupName=group, ScalingProcesses=processes)
+            _call(
+                f"suspend {', '.join(processes)} on {group}",
+                lambda: self.autoscaling.suspend_processes(
+                    AutoScalingGroupName=group, ScalingProcesses=processes
+                ),
+            )
 
     def resume(self, group: str, processes: list[str]) -> None:
         if processes:
-            with _translated(f"resume {', '.join(processes)} on {group}"):
-                self.autoscaling.resume_processes(AutoScalingGroupName=group, ScalingProcesses=processes)
+            _call(
+                f"resume {', '.join(processes)} on {group}",
+                lambda: self.autoscaling.resume_processes(
+                    AutoScalingGroupName=group, ScalingProcesses=processes
+                ),
+            )
 
     def tag(self, group: str, tags: dict[str, str]) -> None:
-        with _translated(f"record the rollout's state on {group}"):
-            self.autoscaling.create_or_update_tags(
-                Tags=[
-                    {
-                        "ResourceId": group,
-                        "ResourceType": "auto-scaling-group",
-                        "Key": k,
-                        "Value": v,
-                        "PropagateAtLaunch": False,
-                    }
-                    for k, v in tags.items()
-                ]
-            )
+        written = [
+            {
+                "ResourceId": group,
+                "ResourceType": "auto-scaling-group",
+                "Key": k,
+                "Value": v,
+                "PropagateAtLaunch": False,
+            }
+            for k, v in tags.items()
+        ]
+        _call(
+            f"record the rollout's state on {group}",
+            lambda: self.autoscaling.create_or_update_tags(Tags=written),
+        )
 
     def untag(self, group: str, keys: list[str]) -> None:
         if keys:
-            with _translated(f"remove the rollout's state from {group}"):
-                self.autoscaling.delete_tags(
-                    Tags=[{"ResourceId": group, "ResourceType": "auto-scaling-group", "Key": k} for k in keys]
-                )
+            removed = [{"ResourceId": group, "ResourceType": "auto-scaling-group", "Key": k} for k in keys]
+            _call(
+                f"remove the rollout's state from {group}", lambda: self.autoscaling.delete_tags(Tags=removed)
+            )
 
     def terminate(self, instance_id: str) -> None:
         """Terminate without replacement. An instance already leaving the group is success."""
         try:
-            with _translated(f"terminate {instance_id}"):
-                self.autoscaling.terminate_instance_in_auto_scaling_group(
+            _call(
+                f"terminate {instance_id}",
+                lambda: self.autoscaling.terminate_instance_in_auto_scaling_group(
                     InstanceId=instance_id, ShouldDecrementDesiredCapacity=True
-                )
+                ),
+            )
         except OperationError as exc:
             if "not found" not in exc.message.lower():
                 raise
@@ -371,13 +510,15 @@ class Aws:
     def complete(self, group: str, hook: str, instance_id: str) -> bool:
         """CONTINUE a pending lifecycle action; False if none is pending (not yet, or already done)."""
         try:
-            with _translated(f"complete lifecycle hook {hook} for {instance_id}"):
-                self.autoscaling.complete_lifecycle_action(
+            _call(
+                f"complete lifecycle hook {hook} for {instance_id}",
+                lambda: self.autoscaling.complete_lifecycle_action(
                     AutoScalingGroupName=group,
                     LifecycleHookName=hook,
                     InstanceId=instance_id,
                     LifecycleActionResult="CONTINUE",
-                )
+                ),
+            )
         except OperationError as exc:
             if "No active Lifecycle Action" in exc.message:
                 return False
@@ -392,22 +533,31 @@ class Aws:
                 f"group {group.name} uses a launch configuration; --ami needs a launch template",
                 "move the group to a launch template first",
             )
-        with _translated(f"create a launch template version with {image_id}"):
-            created = self.ec2.create_launch_template_version(
+        # One token for every try: a retry after a 5xx that did create the version gets that version
+        # back rather than a second one.
+        token = uuid.uuid4().hex
+        created = _call(
+            f"create a launch template version with {image_id}",
+            lambda: self.ec2.create_launch_template_version(
                 LaunchTemplateId=launch.template_id,
                 SourceVersion=launch.version,
                 LaunchTemplateData={"ImageId": image_id},
                 VersionDescription=f"{USER_AGENT} --ami {image_id}",
-            )["LaunchTemplateVersion"]
+                ClientToken=token,
+            )["LaunchTemplateVersion"],
+        )
+        self._forget_named(launch.template_id)  # $Latest names the new version now
         return str(created["VersionNumber"])
 
     def point_at(self, group: str, template_id: str, version: str) -> None:
         """Make the group launch ``version`` of its launch template."""
-        with _translated(f"point {group} at launch template {template_id} version {version}"):
-            self.autoscaling.update_auto_scaling_group(
+        _call(
+            f"point {group} at launch template {template_id} version {version}",
+            lambda: self.autoscaling.update_auto_scaling_group(
                 AutoScalingGroupName=group,
                 LaunchTemplate={"LaunchTemplateId": template_id, "Version": version},
-            )
+            ),
+        )
 
 
 def _template_of(raw: dict[str, Any]) -> dict[str, Any] | None:
