@@ -93,6 +93,8 @@ def measure(nodes: int, batch_pods: int, workdir: Path) -> dict[str, Any]:
     ours = [r for r in report["requests"] if USER_AGENT in r["user_agent"]]  # boto3 appends it
     bound = float(lower_bound(Scenario.model_validate(spec))["lower_bound_seconds"])
     cpu = usage.ru_utime + usage.ru_stime
+    last = next(line for line in reversed(output.splitlines()) if line.startswith(b'{"summary"'))
+    (summary,) = json.loads(last)["summary"]
     return {
         "nodes_replaced": replaced,
         "pods_besides_daemonsets": sum(w["spec"].get("replicas", 0) for w in spec["kubernetes"]["workloads"]),
@@ -100,6 +102,7 @@ def measure(nodes: int, batch_pods: int, workdir: Path) -> dict[str, Any]:
         "rollout_seconds": round(wall, 1),
         "lower_bound_seconds": round(bound, 1),
         "ratio": round(wall / bound, 2),
+        "phase_seconds": summary["phase_seconds"],
         "nodeswap_cpu_seconds": round(cpu, 2),
         "nodeswap_cpu_seconds_per_node": round(cpu / replaced, 3),
         "nodeswap_peak_rss_mib": round(usage.ru_maxrss / 1024, 1),  # Linux reports KiB

@@ -5,10 +5,11 @@ emits and the summary it returns. The steps (``steps``), the undo (``undo``) and
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from nodeswap.aws import Aws
 from nodeswap.cache import Cache
@@ -20,6 +21,23 @@ from nodeswap.record import Record, RecordStore, Selection
 
 Emit = Callable[["Event"], None]
 OnFailure = Literal["rollback", "keep"]
+T = TypeVar("T")
+R = TypeVar("R")
+# Requests made at once for independent objects (a pass's evictions, a wave's fences and terminations),
+# as kubectl drain evicts a node's pods together: a wave of hundreds of nodes is paced by the cluster,
+# not by round trips one after the other. Bounded, so the API servers see a steady load, not a burst.
+IN_FLIGHT = 16
+
+
+def concurrently(action: Callable[[T], R], items: Iterable[T]) -> list[R]:
+    """``action`` of every item, IN_FLIGHT at a time; the results in the items' order. An error is raised
+    once every action has ended, so none is left running behind the caller."""
+    todo = list(items)
+    if len(todo) <= 1:
+        return [action(item) for item in todo]
+    with ThreadPoolExecutor(max_workers=min(IN_FLIGHT, len(todo)), thread_name_prefix="request") as pool:
+        futures = [pool.submit(action, item) for item in todo]
+    return [future.result() for future in futures]
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ The order of the steps, and why, is in ``rollout``.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -13,10 +14,10 @@ from datetime import UTC, datetime
 
 from nodeswap.cache import Concern, OwnerKey
 from nodeswap.errors import OperationError
-from nodeswap.kube import SCALE_DOWN_DISABLED, Eviction, fenced
+from nodeswap.kube import SCALE_DOWN_DISABLED, Eviction, EvictionResult, fenced
 from nodeswap.model import Budget, Group, Node, Pod
 from nodeswap.plan import Action, decide, outdated, waves
-from nodeswap.run import Run
+from nodeswap.run import Run, concurrently
 
 # Marks the nodes whose scale-down-disabled annotation nodeswap set (the value is the rollout's id), so
 # restore removes only the marks of its own rollout.
@@ -117,11 +118,9 @@ def join(run: Run) -> list[Node]:
         new_in_service = {i.id for i in new if i.lifecycle_state == "InService"}
         ready = [n for n in nodes if n.ready and n.instance_id in new_in_service]
         if len(ready) >= group.desired - len(old):
-            for node in ready:
-                if SCALE_DOWN_DISABLED not in node.annotations:
-                    run.kube.annotate(
-                        node.name, {SCALE_DOWN_DISABLED: "true", MARK_ANNOTATION: run.record.run}
-                    )
+            marks: dict[str, str | None] = {SCALE_DOWN_DISABLED: "true", MARK_ANNOTATION: run.record.run}
+            unmarked = [n.name for n in ready if SCALE_DOWN_DISABLED not in n.annotations]
+            concurrently(functools.partial(_annotate, run, marks), unmarked)
             run.say("join", f"{len(ready)} new nodes Ready", nodes=[n.name for n in ready])
             return ready
         now = time.monotonic()
@@ -197,12 +196,15 @@ def _unhealthy_on(pods: list[Pod], daemonsets: set[OwnerKey]) -> list[str]:
 
 def fence(run: Run, nodes: list[str]) -> None:
     """Taint and cordon every old node of the wave before the first eviction of the wave."""
-    for name in nodes:
+
+    def fence_one(name: str) -> None:
         node = run.cluster.node(name)
         if node is None:
-            continue  # gone already: nothing to move off it
+            return  # gone already: nothing to move off it
         run.kube.fence(node, run.record.run)
         run.kube.event(name, "NodeswapFenced", "nodeswap: tainted and cordoned; its pods will be evicted")
+
+    concurrently(fence_one, nodes)
     run.say("fence", f"tainted and cordoned {len(nodes)} nodes", nodes=nodes)
 
 
@@ -263,10 +265,13 @@ class Drain:
             self._waited(budget)
 
     def _evict_due(self, pods: list[Pod]) -> None:
-        """Evict each pod not yet terminating that its budgets allow, and whose last refusal is older
-        than RETRY_SECONDS."""
+        """Evict, all at once, each pod not yet terminating that its budgets allow, and whose last
+        refusal is older than RETRY_SECONDS."""
         run = self.run
         allows: dict[str, int] = {}  # budget -> disruptions it allows still, as cached, in this pass
+        due: list[Pod] = []
+        here = {p.uid for p in pods}  # a pod gone meanwhile (deleted by another hand) waits no more
+        self.waiting_on = {uid: budget for uid, budget in self.waiting_on.items() if uid in here}
         for pod in pods:
             if pod.deleting or pod.uid in self.evicted:
                 self.refused.pop(pod.uid, None)
@@ -286,10 +291,12 @@ class Drain:
                 self._wait_on(short.key, pod, _allows_none(short))
                 self.refused.pop(pod.uid, None)  # asked again when the budget changes, not on a timer
                 continue
-            result = run.kube.evict(pod, run.settings.grace_period)
+            for budget in budgets:
+                allows[budget.key] = allows.get(budget.key, budget.disruptions_allowed) - 1
+            due.append(pod)
+        results = concurrently(functools.partial(_evict, run), due)
+        for pod, result in zip(due, results, strict=True):
             if result.outcome is Eviction.EVICTED:
-                for budget in budgets:
-                    allows[budget.key] = allows.get(budget.key, budget.disruptions_allowed) - 1
                 self.evicted.add(pod.uid)
                 run.summary.evicted += 1
                 run.summary.moved.append(pod)
@@ -332,6 +339,14 @@ class Drain:
         )
 
 
+def _evict(run: Run, pod: Pod) -> EvictionResult:
+    return run.kube.evict(pod, run.settings.grace_period)
+
+
+def _annotate(run: Run, annotations: dict[str, str | None], node: str) -> None:
+    run.kube.annotate(node, annotations)
+
+
 def _allows_none(budget: Budget) -> str:
     """Why a budget allows no disruption, as the eviction API's refusal says it."""
     return (
@@ -353,8 +368,8 @@ def retire(run: Run, instances: list[str], hooks: Hooks) -> None:
     kubelet and other tools (the node's NodeswapFenced event already says why it goes)."""
     run.lock.check()
     run.update(retired=(*run.record.retired, *instances))
+    concurrently(run.aws.terminate, instances)
     for instance in instances:
-        run.aws.terminate(instance)
         hooks.terminated(instance)
         run.summary.replaced.append(instance)
         run.say("retire", f"terminated {instance}", instance=instance)
@@ -402,6 +417,7 @@ class Hooks:
             return
         self._read_at, self._delay = time.monotonic(), min(self._delay * 2, AWS_RECHECK_SECONDS)
         group = group_of(self.run)
+        pending = []
         for instance in sorted(self.leaving):
             state = group.instance(instance)
             if state is None or state.lifecycle_state not in _LEAVING:
@@ -409,11 +425,14 @@ class Hooks:
             elif state.lifecycle_state == "Terminating:Wait":
                 # A target group's deregistration delay can keep the action from being pending for
                 # minutes after the termination call: asked again at the next poll until it is.
-                for hook in self.own:
-                    if (instance, hook) not in self.completed and self.run.aws.complete(
-                        self.run.name, hook, instance
-                    ):
-                        self.completed.add((instance, hook))
+                pending += [(instance, hook) for hook in self.own if (instance, hook) not in self.completed]
+
+        def complete(action: tuple[str, str]) -> bool:
+            instance, hook = action
+            return self.run.aws.complete(self.run.name, hook, instance)
+
+        completed = concurrently(complete, pending)
+        self.completed.update(action for action, done in zip(pending, completed, strict=True) if done)
 
     def wait(self) -> None:
         """Wait until every instance this rollout terminated is past its hooks, at most --drain-timeout:
@@ -462,9 +481,10 @@ def restore(run: Run) -> None:
     if group.max_size != max_size:
         run.aws.set_capacity(run.name, max_size=max_size)
     run.aws.resume(run.name, list(run.record.suspended))
-    for node in run.kube.nodes():
-        if node.annotations.get(MARK_ANNOTATION) == run.record.run:
-            run.kube.annotate(node.name, {SCALE_DOWN_DISABLED: None, MARK_ANNOTATION: None})
+    marked = [n.name for n in run.kube.nodes() if n.annotations.get(MARK_ANNOTATION) == run.record.run]
+    concurrently(
+        lambda node: run.kube.annotate(node, {SCALE_DOWN_DISABLED: None, MARK_ANNOTATION: None}), marked
+    )
     run.store.remove(run.name)
     message = f"restored MaxSize {max_size} and the processes nodeswap suspended"
     if group.desired != original.desired:
