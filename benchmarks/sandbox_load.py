@@ -1,12 +1,14 @@
 """What the sandbox itself costs while a rollout runs against it, at several sizes.
 
-Run: python benchmarks/sandbox_load.py [--sizes 12 60 300x30] [--idle-seconds 10]
+Run: python benchmarks/sandbox_load.py [--sizes 12 60 300+6000 300x30] [--idle-seconds 10]
 
-Each size is ``N`` or ``NxP``: the scenario of rehearsal.py with N workers and P pods a worker (10 by
-default), plus its other groups. For each, a detached sandbox in its own process (as `nodeswap sandbox
-up --detach` starts it), then `nodeswap replace --asg workers --ami NEW --yes` as a child process.
+Each size is ``N[xP][+B]``: the scenario of rehearsal.py with N workers, P pods a worker (10 by
+default) and B batch pods on a group of their own (none by default). For each, a detached sandbox in
+its own process (as `nodeswap sandbox up --detach` starts it), then `nodeswap replace --asg workers
+--ami NEW --yes` as a child process.
 The sandbox's clock runs in real time, so a simulated second is a wall second; its CPU is read from
 /proc (user + system of its process), nodeswap's from wait4. Prints one JSON object with, per size:
+- the nodes (the group being replaced, the whole cluster) and the pods of workloads (DaemonSets' aside);
 - start-up: wall seconds until the sandbox serves (the cluster seeded, every pod Ready) and its CPU;
 - at rest: CPU seconds per wall second over ``--idle-seconds`` with nothing happening (near 0: the
   simulation is driven by changes and timers, nothing polls);
@@ -44,16 +46,18 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
-def parse_size(text: str) -> tuple[int, int]:
-    nodes, _, pods = text.partition("x")
-    return int(nodes), int(pods or 10)
+def parse_size(text: str) -> tuple[int, int, int]:
+    """``N[xP][+B]`` as (workers, pods a worker, batch pods)."""
+    sized, _, batch = text.partition("+")
+    nodes, _, pods = sized.partition("x")
+    return int(nodes), int(pods or 10), int(batch or 0)
 
 
-def measure(nodes: int, pods_per_node: int, idle_seconds: float, directory: Path) -> dict[str, Any]:
-    world = scenario(nodes, pods_per_node)
-    path = directory / f"rehearsal-{nodes}x{pods_per_node}.yaml"
+def measure(size: str, idle_seconds: float, directory: Path) -> dict[str, Any]:
+    world = scenario(*parse_size(size))
+    path = directory / f"rehearsal-{size}.yaml"
     path.write_text(yaml.safe_dump(world, sort_keys=False))
-    sandbox_dir = directory / f"sandbox-{nodes}x{pods_per_node}"
+    sandbox_dir = directory / f"sandbox-{size}"
     started = time.monotonic()
     state = process.start_detached(path, sandbox_dir)
     startup = time.monotonic() - started
@@ -89,7 +93,7 @@ def measure(nodes: int, pods_per_node: int, idle_seconds: float, directory: Path
         w["spec"].get("replicas", 0) for w in world["kubernetes"]["workloads"] if w["kind"] != "DaemonSet"
     )
     return {
-        "nodes_in_group": nodes,
+        "nodes_in_group": world["groups"][0]["desired_capacity"],
         "nodes_in_cluster": sum(g["desired_capacity"] for g in world["groups"]),
         "pods": pods,
         "startup_seconds": round(startup, 2),
@@ -108,13 +112,13 @@ def measure(nodes: int, pods_per_node: int, idle_seconds: float, directory: Path
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--sizes", nargs="+", default=["12", "60", "300x30"], help="N or NxP, see above")
+    parser.add_argument(
+        "--sizes", nargs="+", default=["12", "60", "300+6000", "300x30"], help="N[xP][+B], see above"
+    )
     parser.add_argument("--idle-seconds", type=float, default=10.0)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as directory:
-        results = {
-            size: measure(*parse_size(size), args.idle_seconds, Path(directory)) for size in args.sizes
-        }
+        results = {size: measure(size, args.idle_seconds, Path(directory)) for size in args.sizes}
     print(json.dumps(results, indent=2))
 
 

@@ -25,11 +25,13 @@ from werkzeug.wrappers import Request, Response
 
 from nodeswap.sandbox.kube import discovery, errors, tables, validation
 from nodeswap.sandbox.kube.cluster import Cluster
+from nodeswap.sandbox.kube.controllers import NODE
 from nodeswap.sandbox.kube.patch import PATCH_CONTENT_TYPES, PatchError
 from nodeswap.sandbox.kube.resources import BY_KEY, NAMESPACES, PODS, Resource
 from nodeswap.sandbox.kube.selectors import (
     SelectorError,
     check_supported,
+    field_selector_value,
     parse_field_selector,
     parse_label_selector,
 )
@@ -170,7 +172,7 @@ class KubeApi:
     def _list(self, request: Request, route: Route, query: dict[str, str]) -> Response:
         matches = self._selector(route, query)
         items = sorted(
-            (obj for obj in self.store.list(route.resource, route.namespace) if matches(obj)),
+            (obj for obj in self._candidates(route, query) if matches(obj)),
             key=lambda obj: (obj["metadata"].get("namespace", ""), obj["metadata"]["name"]),
         )
         metadata: dict[str, Any] = {"resourceVersion": str(self.store.resource_version)}
@@ -194,6 +196,16 @@ class KubeApi:
             "items": items,
         }
         return self._respond(request, route, listing)
+
+    def _candidates(self, route: Route, query: dict[str, str]) -> list[Object]:
+        """The objects a list may return: the pods of one node when the field selector names it (as
+        kubectl drain's does), from the store's index; else all of the resource in the namespace."""
+        selector = query.get("fieldSelector")
+        node = field_selector_value(selector, "spec.nodeName") or field_selector_value(selector, "spec.host")
+        if route.resource is PODS and node:
+            pods = self.store.indexed(PODS, NODE, node)
+            return [p for p in pods if route.namespace in (None, p["metadata"]["namespace"])]
+        return self.store.list(route.resource, route.namespace)
 
     def _respond(self, request: Request, route: Route, obj: Object) -> Response:
         if tables.wants_table(request.headers.get("Accept", "")):

@@ -579,6 +579,27 @@ class StatefulSets(Controller[Key]):
         cluster.observer.workload("StatefulSet", meta["namespace"], meta["name"], ready, replicas)
 
 
+class _Tally:
+    """A DaemonSet's counts on each node as last synced (desired, scheduled, misscheduled, ready)
+    and their sums, kept as nodes are synced."""
+
+    def __init__(self) -> None:
+        self.on_node: dict[str, tuple[int, int, int, int]] = {}
+        self.totals = (0, 0, 0, 0)
+
+    def set(self, node: str, counts: tuple[int, int, int, int] | None) -> None:
+        old = self.on_node.pop(node, (0, 0, 0, 0))
+        if counts is not None:
+            self.on_node[node] = counts
+        new = counts or (0, 0, 0, 0)
+        self.totals = (
+            self.totals[0] - old[0] + new[0],
+            self.totals[1] - old[1] + new[1],
+            self.totals[2] - old[2] + new[2],
+            self.totals[3] - old[3] + new[3],
+        )
+
+
 class DaemonSets(Controller[Key]):
     """Per DaemonSet, the nodes to look at again: a node change concerns every DaemonSet on that node,
     a daemon pod's change its own node, a DaemonSet's change all nodes. The status sums what was
@@ -587,14 +608,13 @@ class DaemonSets(Controller[Key]):
     def __init__(self, cluster: Cluster) -> None:
         super().__init__(cluster)
         self._nodes: dict[Key, set[str] | None] = {}  # queued nodes per DaemonSet; None: all of them
-        # DaemonSet -> node -> (should run, has pods, ready pods) as last synced.
-        self._seen: dict[Key, dict[str, tuple[bool, bool, int]]] = {}
+        self._tallies: dict[Key, _Tally] = {}
 
     def changed(self, change: Change) -> None:
         if change.resource is DAEMONSETS:
             key = key_of(change.object)
             if change.type == "DELETED":
-                self._seen.pop(key, None)
+                self._tallies.pop(key, None)
             else:
                 self._queue_nodes(key, None)
         elif change.resource is NODES:
@@ -618,34 +638,32 @@ class DaemonSets(Controller[Key]):
         daemonset = store.find(DAEMONSETS, *key)
         if daemonset is None:
             return
-        seen = self._seen.setdefault(key, {})
         if nodes is None:
-            seen.clear()
+            tally = self._tallies[key] = _Tally()
             for node in store.list(NODES):
-                seen[node["metadata"]["name"]] = self._sync_node(daemonset, node)
+                tally.set(node["metadata"]["name"], self._sync_node(daemonset, node))
         else:
+            tally = self._tallies.setdefault(key, _Tally())
             for name in nodes:
                 found = store.find(NODES, "", name)
-                if found is None:
-                    seen.pop(name, None)
-                else:
-                    seen[name] = self._sync_node(daemonset, found)
+                tally.set(name, None if found is None else self._sync_node(daemonset, found))
+        desired, scheduled, misscheduled, ready = tally.totals
         _set_status(
             self.cluster,
             DAEMONSETS,
             daemonset,
             {
-                "desiredNumberScheduled": sum(run for run, _, _ in seen.values()),
-                "currentNumberScheduled": sum(run and has for run, has, _ in seen.values()),
-                "numberMisscheduled": sum(has and not run for run, has, _ in seen.values()),
-                "numberReady": sum(ready for _, _, ready in seen.values()),
-                "numberAvailable": sum(ready for _, _, ready in seen.values()),
-                "updatedNumberScheduled": sum(run and has for run, has, _ in seen.values()),
+                "desiredNumberScheduled": desired,
+                "currentNumberScheduled": scheduled,
+                "numberMisscheduled": misscheduled,
+                "numberReady": ready,
+                "numberAvailable": ready,
+                "updatedNumberScheduled": scheduled,
             },
         )
 
-    def _sync_node(self, daemonset: Object, node: Object) -> tuple[bool, bool, int]:
-        """Start or remove the DaemonSet's pod on one node; what was found there."""
+    def _sync_node(self, daemonset: Object, node: Object) -> tuple[int, int, int, int]:
+        """Start or remove the DaemonSet's pod on one node; its counts there, as found."""
         meta, template = daemonset["metadata"], daemonset["spec"].get("template", {})
         pod_spec = {**(template.get("spec") or {})}
         pod_spec["tolerations"] = [*(pod_spec.get("tolerations") or []), *DAEMON_TOLERATIONS]
@@ -670,7 +688,8 @@ class DaemonSets(Controller[Key]):
         elif pods and not may_stay:
             for pod in _active(pods):
                 self.cluster.delete(PODS, meta["namespace"], pod["metadata"]["name"], {})
-        return should_run, bool(pods), sum(1 for p in pods if is_ready(p))
+        has = bool(pods)
+        return should_run, should_run and has, has and not should_run, sum(1 for p in pods if is_ready(p))
 
 
 def _pinned(spec: Object, node: str) -> Object:

@@ -461,6 +461,11 @@ def parse_field_selector(text: str | None) -> ObjectMatcher:
     return lambda obj: all((_field_value(obj, field) == value) == equal for field, equal, value in terms)
 
 
+def field_selector_value(text: str | None, field: str) -> str | None:
+    """The value a ``?fieldSelector=`` string requires ``field`` to equal, if it does."""
+    return next((value for name, equal, value in _field_terms(text) if name == field and equal), None)
+
+
 def field_selector_fields(text: str | None) -> set[str]:
     """The field labels a ``?fieldSelector=`` string uses."""
     return {field for field, _, _ in _field_terms(text)}
