@@ -4,7 +4,8 @@ It is written before the first change and updated as the rollout moves on, in tw
 either can be lost while a rollout is interrupted:
 - a ConfigMap in kube-system holds the whole record;
 - tags on the group hold it without its instance lists (an Auto Scaling tag value is at most 256
-  characters, so the JSON is split over ``nodeswap.io/rollout.0``, ``.1``, ...).
+  characters, so the JSON is split over ``nodeswap.io/rollout.0``, ``.1``, ...), rewritten when what
+  they hold changes but for the phase alone (see ``RecordStore.save``).
 An authoritative ``terraform apply`` may drop the group's tags mid-run and someone may delete the
 ConfigMap: either copy alone resumes or undoes the rollout, and the next save writes both again. The
 instances a rollout launched are also known without the lists: they were launched after it started.
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -123,12 +124,14 @@ class RecordStore:
         if stored is not None and CONFIG_MAP_KEY in stored:
             return _parse(stored[CONFIG_MAP_KEY], f"ConfigMap kube-system/{config_map_name(group.name)}")
         if chunks:
-            text = "".join(chunks[k] for k in sorted(chunks, key=lambda k: int(k[len(RECORD_TAG) :])))
-            return _parse(text, f"the {RECORD_TAG}* tags of group {group.name}")
+            return _parse(_joined(chunks), f"the {RECORD_TAG}* tags of group {group.name}")
         return None
 
     def save(self, record: Record) -> None:
-        """Write both copies (the tags only where they changed)."""
+        """Write both copies: the ConfigMap always; the tags when what they carry changed, other than the
+        phase. The phase changes at each step of each wave and is read from the ConfigMap: rewriting
+        the tags for it would spend Auto Scaling's request budget (shared with cluster-autoscaler) on
+        what resuming and undoing do not need. The tags' phase is the one of their last write."""
         self.kube.write_config_map(
             config_map_name(record.group),
             {CONFIG_MAP_KEY: record.model_dump_json()},
@@ -140,10 +143,10 @@ class RecordStore:
             for i, start in enumerate(range(0, len(short), TAG_VALUE_LIMIT))
         }
         written = self._tags.get(record.group, {})
-        if chunks != written:
+        if _but_phase(chunks) != _but_phase(written):
             self.aws.tag(record.group, chunks)
             self.aws.untag(record.group, [k for k in written if k not in chunks])
-        self._tags[record.group] = chunks
+            self._tags[record.group] = chunks
 
     def remove(self, group: str) -> None:
         """Delete both copies (the tags last: while they stand, a re-run still finds the rollout)."""
@@ -162,6 +165,21 @@ def config_map_name(group: str) -> str:
 
 def _is_chunk(key: str) -> bool:
     return key.startswith(RECORD_TAG) and key[len(RECORD_TAG) :].isdigit()
+
+
+def _joined(chunks: dict[str, str]) -> str:
+    return "".join(chunks[k] for k in sorted(chunks, key=lambda k: int(k[len(RECORD_TAG) :])))
+
+
+def _but_phase(chunks: dict[str, str]) -> Any:
+    """What the tags carry, less the phase; None for no tags, or tags that do not parse (rewritten)."""
+    try:
+        carried = json.loads(_joined(chunks)) if chunks else None
+    except ValueError:
+        return None
+    if isinstance(carried, dict):
+        carried.pop("phase", None)
+    return carried
 
 
 def _parse(text: str, where: str) -> Record:

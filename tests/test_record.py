@@ -114,13 +114,17 @@ def test_both_copies_are_written_and_the_tags_hold_no_lists(
 def test_tags_are_rewritten_only_when_their_part_changes(
     fakes: tuple[FakeAws, FakeKube, RecordStore],
 ) -> None:
-    aws, _, store = fakes
+    aws, kube, store = fakes
     store.load(group({}))
     store.save(record())
     store.save(record(retired=("i-1", "i-2")))  # the lists live in the ConfigMap only
+    store.save(record(phase="drain"))  # so does the phase, which changes at each step of each wave
     assert aws.writes == 1
-    store.save(record(phase="drain"))
+    assert store.load(group(aws.tags)).phase == "drain"  # the ConfigMap's copy is current
+    store.save(record(phase="drain", baked="2"))  # what an undo needs: the tags carry it at once
     assert aws.writes == 2
+    kube.maps.clear()
+    assert store.load(group(aws.tags)) == record(phase="drain", baked="2", before=(), retired=())
 
 
 def test_tags_dropped_mid_run_are_written_again(fakes: tuple[FakeAws, FakeKube, RecordStore]) -> None:
