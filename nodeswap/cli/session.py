@@ -2,8 +2,8 @@
 and settings, every check on the input done.
 
 The commands import this module in their bodies, never at the top: it loads boto3 and the Kubernetes
-client, which `nodeswap --help`, `--version` and a mistyped option do without (they start in a tenth of
-the time).
+client, most of nodeswap's start-up time, which `nodeswap --help`, `--version` and a mistyped option do
+without.
 """
 
 from __future__ import annotations
