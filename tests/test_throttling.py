@@ -14,6 +14,7 @@ from nodeswap import retry
 from nodeswap.aws import Aws
 from tests.e2e import Cli, assert_converged, ours
 from tests.sandbox_client import SandboxClient
+from tests.test_kube_adapter import Flaky
 
 
 class Throttled(Exception):
@@ -48,20 +49,6 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     return fake
 
 
-class Request:
-    """A request that raises ``failures`` in turn, then answers "ok"."""
-
-    def __init__(self, *failures: BaseException) -> None:
-        self.failures = list(failures)
-        self.calls = 0
-
-    def __call__(self) -> str:
-        self.calls += 1
-        if self.failures:
-            raise self.failures.pop(0)
-        return "ok"
-
-
 policy = retry.retrying(
     throttled=lambda error: isinstance(error, Throttled),
     transient=lambda error: isinstance(error, Transient),
@@ -71,7 +58,7 @@ policy = retry.retrying(
 
 def test_throttling_is_waited_out_however_many_tries_it_takes(clock: Clock) -> None:
     tries = 3 * retry.TRANSIENT_ATTEMPTS  # far more than a transient failure gets
-    request = Request(*(Throttled() for _ in range(tries - 1)))
+    request = Flaky(*(Throttled() for _ in range(tries - 1)))
     assert policy(request)() == "ok"
     assert request.calls == tries
     # Full jitter: each wait drawn below a bound that doubles from 0.5 s up to THROTTLED_MAX_WAIT.
@@ -81,7 +68,7 @@ def test_throttling_is_waited_out_however_many_tries_it_takes(clock: Clock) -> N
 
 
 def test_throttling_is_given_up_only_once_the_patience_is_spent(clock: Clock) -> None:
-    request = Request(*(Throttled() for _ in range(1000)))
+    request = Flaky(*(Throttled() for _ in range(1000)))
     with pytest.raises(Throttled):
         policy(request)()
     waited = sum(clock.naps)
@@ -91,12 +78,12 @@ def test_throttling_is_given_up_only_once_the_patience_is_spent(clock: Clock) ->
 
 
 def test_a_transient_failure_gets_a_few_tries_doubling_from_half_a_second(clock: Clock) -> None:
-    recovers = Request(Transient(), Transient())
+    recovers = Flaky(Transient(), Transient())
     assert policy(recovers)() == "ok"
     assert clock.naps == [0.5, 1.0]
 
     clock.naps.clear()
-    keeps_failing = Request(*(Transient() for _ in range(10)))
+    keeps_failing = Flaky(*(Transient() for _ in range(10)))
     with pytest.raises(Transient):
         policy(keeps_failing)()
     assert keeps_failing.calls == retry.TRANSIENT_ATTEMPTS
@@ -104,7 +91,7 @@ def test_a_transient_failure_gets_a_few_tries_doubling_from_half_a_second(clock:
 
 
 def test_any_other_error_is_raised_at_once(clock: Clock) -> None:
-    request = Request(Refused())
+    request = Flaky(Refused())
     with pytest.raises(Refused):
         policy(request)()
     assert request.calls == 1
