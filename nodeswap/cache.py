@@ -21,10 +21,12 @@ from typing import Any, get_args
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
+from nodeswap import parse
 from nodeswap.audit import selects
 from nodeswap.errors import OperationError
-from nodeswap.kube import PARSERS, Kind, Kube
+from nodeswap.kube import Kube
 from nodeswap.model import Budget, Node, Owner, Pod, Snapshot
+from nodeswap.parse import Kind, Record
 
 # A watch that failed (the API server struggling, a version too old to resume from) is listed again
 # after this long, doubling to RELIST_MAX_SECONDS while it keeps failing.
@@ -79,8 +81,8 @@ class Cache:
 
     def __enter__(self) -> Cache:
         for kind in get_args(Kind):
-            items, version = self.kube.list_raw(kind)
-            self._replace(kind, items)
+            records, version = self.kube.listed(kind)
+            self._replace(kind, records)
             threading.Thread(
                 target=self._follow, args=(kind, version), daemon=True, name=f"watch-{kind}"
             ).start()
@@ -137,11 +139,13 @@ class Cache:
         if self._audited is None:
             self._audited = self.kube.audited()
         with self._changed:
-            return Snapshot(
-                nodes=tuple(self._nodes.values()),
-                pods=tuple(self._pods.values()),
-                budgets=tuple(self._budgets.values()),
-                **self._audited,
+            return parse.kept(
+                Snapshot(
+                    nodes=tuple(self._nodes.values()),
+                    pods=tuple(self._pods.values()),
+                    budgets=tuple(self._budgets.values()),
+                    **self._audited,
+                )
             )
 
     # ----- waiting -----------------------------------------------------------------------------
@@ -171,12 +175,12 @@ class Cache:
         delay = RELIST_SECONDS
         while not self._stop.is_set():
             try:
-                for event, raw in self.kube.watch_raw(kind, version):
+                for event, record, reached in self.kube.watched(kind, version):
                     if self._stop.is_set():
                         return
-                    version = raw["metadata"]["resourceVersion"]
-                    if event != "BOOKMARK":
-                        self._apply(kind, event, raw)
+                    version = reached
+                    if record is not None:
+                        self._apply(kind, event, record)
                     delay = RELIST_SECONDS
             except (ApiException, HTTPError, OSError, ValueError):
                 # Expired (410), refused or cut: list again, which may hide changes from the waits'
@@ -185,30 +189,28 @@ class Cache:
                     return
                 delay = min(delay * 2, RELIST_MAX_SECONDS)
                 try:
-                    items, version = self.kube.list_raw(kind)
+                    records, version = self.kube.listed(kind)
                 except OperationError:  # the API server is still down: keep trying until stopped
                     continue
-                self._replace(kind, items)
+                self._replace(kind, records)
 
-    def _replace(self, kind: Kind, items: list[dict[str, Any]]) -> None:
-        parse = PARSERS[kind]
+    def _replace(self, kind: Kind, records: list[Record]) -> None:
         with self._changed:
             if kind == "nodes":
-                self._nodes = {n.name: n for n in map(parse, items) if isinstance(n, Node)}
+                self._nodes = {n.name: n for n in records if isinstance(n, Node)}
             elif kind == "budgets":
-                self._budgets = {b.key: b for b in map(parse, items) if isinstance(b, Budget)}
+                self._budgets = {b.key: b for b in records if isinstance(b, Budget)}
                 self._selected.clear()
             else:
                 self._pods.clear()
                 self._on.clear()
                 self._owned.clear()
-                for pod in map(parse, items):
+                for pod in records:
                     if isinstance(pod, Pod):
                         self._put_pod(pod)
             self._record(Change("all", None))
 
-    def _apply(self, kind: Kind, event: str, raw: dict[str, Any]) -> None:
-        record = PARSERS[kind](raw)
+    def _apply(self, kind: Kind, event: str, record: Record) -> None:
         with self._changed:
             if isinstance(record, Node):
                 old_node = self._nodes.pop(record.name, None)

@@ -17,20 +17,18 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
-from kubernetes.watch.watch import iter_resp_lines
 from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential
 from urllib3.exceptions import HTTPError
 
-from nodeswap import USER_AGENT
+from nodeswap import USER_AGENT, parse
 from nodeswap.errors import OperationError, UsageError
-from nodeswap.model import Budget, Node, Owner, Pod, Resources, Service, Snapshot, Taint
-from nodeswap.placement import quantity, requests, required_node_affinity
-from nodeswap.plan import DO_NOT_DISRUPT
+from nodeswap.model import Budget, Node, Pod, Snapshot, Taint
+from nodeswap.parse import Kind, Record
 
 RETIRING_TAINT = "nodeswap.io/retiring"
 SCALE_DOWN_DISABLED = "cluster-autoscaler.kubernetes.io/scale-down-disabled"
@@ -39,7 +37,7 @@ CORDONED_BEFORE = "nodeswap.io/cordoned-before"
 LOCK_NAMESPACE = "kube-system"
 WATCH_SECONDS = 30  # server-side watch timeout; the client gives up on a silent connection after 60 s
 T = TypeVar("T")
-Kind = Literal["nodes", "pods", "budgets"]  # what the cache lists and watches
+R = TypeVar("R")
 
 
 def _transient(exc: BaseException) -> bool:
@@ -101,7 +99,7 @@ def _message(exc: ApiException) -> str:
 
 def _body(exc: ApiException) -> str:
     """The response body as text. The client leaves it bytes for a request made with
-    ``_preload_content=False`` (see ``_items``), and None when no response came with the exception."""
+    ``_preload_content=False`` (see ``_list``), and None when no response came with the exception."""
     body = exc.body
     if body is None:
         return ""
@@ -182,36 +180,35 @@ class Kube:
     # ----- reads -------------------------------------------------------------------------------
 
     def nodes(self) -> list[Node]:
-        return [_node(n) for n in self.list_raw("nodes")[0]]
+        return self._list("list nodes", self._lister("nodes"), parse.NODES)[0]
 
     def pods(self) -> list[Pod]:
-        return [_pod(p) for p in self.list_raw("pods")[0]]
+        return self._list("list pods", self._lister("pods"), parse.PODS)[0]
 
     def budgets(self) -> list[Budget]:
-        return [_budget(b) for b in self.list_raw("budgets")[0]]
+        return self._list("list budgets", self._lister("budgets"), parse.BUDGETS)[0]
 
     def snapshot(self) -> Snapshot:
         """Everything the planner reads from the cluster, one list per kind."""
-        return Snapshot(
-            nodes=tuple(self.nodes()),
-            pods=tuple(self.pods()),
-            budgets=tuple(self.budgets()),
-            **self.audited(),
+        return parse.kept(
+            Snapshot(
+                nodes=tuple(self.nodes()),
+                pods=tuple(self.pods()),
+                budgets=tuple(self.budgets()),
+                **self.audited(),
+            )
         )
 
     def audited(self) -> dict[str, Any]:
         """What only the plan's audit reads, listed once per command: Services, and the controllers of
         ReplicaSets (a Deployment's pods name their ReplicaSet as owner)."""
-        controllers = {}
-        for raw in _items("list ReplicaSets", self.apps.list_replica_set_for_all_namespaces):
-            meta = raw["metadata"]
-            owner = next((o for o in meta.get("ownerReferences") or [] if o.get("controller")), None)
-            if owner is not None:
-                controllers[f"{meta['namespace']}/ReplicaSet/{meta['name']}"] = Owner(
-                    owner["kind"], owner["name"]
-                )
-        services = _items("list Services", self.core.list_service_for_all_namespaces)
-        return {"services": tuple(_service(s) for s in services), "controllers": controllers}
+        replicasets = self.apps.list_replica_set_for_all_namespaces
+        controlled = self._list("list ReplicaSets", replicasets, parse.REPLICASETS)[0]
+        services = self._list("list Services", self.core.list_service_for_all_namespaces, parse.SERVICES)[0]
+        return {
+            "services": tuple(services),
+            "controllers": {key: owner for key, owner in controlled if owner is not None},
+        }
 
     def _lister(self, kind: Kind) -> Callable[..., Any]:
         listers: dict[Kind, Callable[..., Any]] = {
@@ -221,18 +218,23 @@ class Kube:
         }
         return listers[kind]
 
-    def list_raw(self, kind: Kind) -> tuple[list[dict[str, Any]], str]:
-        """Every object of a kind as the API server sends it (parsing the JSON directly is many times
-        faster than the client's models), and the list's resourceVersion, to watch from."""
-        lister = self._lister(kind)
-        response = _call(f"list {kind}", lambda: lister(_preload_content=False))
-        listed: dict[str, Any] = json.loads(response.data)
-        return listed["items"], listed["metadata"]["resourceVersion"]
+    def listed(self, kind: Kind) -> tuple[list[Record], str]:
+        """Every object of a kind as its record, and the list's resourceVersion, to watch from."""
+        return self._list(f"list {kind}", self._lister(kind), parse.FORMATS[kind])
 
-    def watch_raw(self, kind: Kind, version: str) -> Iterator[tuple[str, dict[str, Any]]]:
-        """The changes to a kind after ``version``, as (type, object as sent), ending when the API server
-        closes the watch (after WATCH_SECONDS). BOOKMARK events carry only a newer version. Raises
-        ApiException 410 when ``version`` is too old to resume from: the caller lists again."""
+    def _list(self, what: str, lister: Callable[..., Any], form: parse.Format[Any, R]) -> tuple[list[R], str]:
+        """A list response decoded from its bytes straight into records (the client's models would be
+        many times slower), with the garbage collector paused while they are built. The body is read
+        within the retries: a response cut short is tried again like a refused one."""
+        body = _call(what, lambda: lister(_preload_content=False).data)
+        with parse.paused:
+            return form.listed(body)
+
+    def watched(self, kind: Kind, version: str) -> Iterator[tuple[str, Record | None, str]]:
+        """The changes to a kind after ``version``, as (type, record, resourceVersion), ending when the API
+        server closes the watch (after WATCH_SECONDS). BOOKMARK events carry only a newer version (their
+        record is None). Raises ApiException 410 when ``version`` is too old to resume from: the caller
+        lists again."""
         response = self._lister(kind)(
             watch=True,
             resource_version=version,
@@ -241,15 +243,11 @@ class Kube:
             _request_timeout=WATCH_SECONDS * 2,
             _preload_content=False,
         )
+        form = parse.FORMATS[kind]
         try:
-            for line in iter_resp_lines(response):
-                if not line.strip():
-                    continue
-                event = json.loads(line)
-                if event["type"] == "ERROR":
-                    status = event["object"]
-                    raise ApiException(status=status.get("code"), reason=status.get("message"))
-                yield event["type"], event["object"]
+            for line in response:  # urllib3 splits the stream into lines, as bytes
+                if line.strip():
+                    yield form.event(line)
         finally:
             response.release_conn()
 
@@ -257,8 +255,9 @@ class Kube:
 
     def node(self, name: str) -> Node | None:
         """The node as the API server has it now; None once it is gone."""
-        found = _unless((404,), f"read {name}", lambda: self.core.read_node(name, _preload_content=False))
-        return _node(json.loads(found.data)) if found is not None else None
+        read = functools.partial(self.core.read_node, name, _preload_content=False)
+        found = _unless((404,), f"read {name}", lambda: read().data)
+        return parse.NODES.one(found) if found is not None else None
 
     def fence(self, node: Node, run: str) -> None:
         """Cordon the node and taint it NoSchedule (the taint's value: the rollout), so nothing new lands
@@ -467,115 +466,3 @@ def object_name(prefix: str, group: str) -> str:
     if cleaned != group:
         cleaned = f"{cleaned[:40]}-{hashlib.sha256(group.encode()).hexdigest()[:8]}"
     return f"{prefix}-{cleaned}"
-
-
-def _items(what: str, lister: Callable[..., Any]) -> list[dict[str, Any]]:
-    response = _call(what, lambda: lister(_preload_content=False))
-    items: list[dict[str, Any]] = json.loads(response.data)["items"]
-    return items
-
-
-def _node(raw: dict[str, Any]) -> Node:
-    meta, spec, status = raw["metadata"], raw.get("spec") or {}, raw.get("status") or {}
-    ready: dict[str, Any] = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
-    allocatable = status.get("allocatable") or {}
-    return Node(
-        name=meta["name"],
-        provider_id=spec.get("providerID") or "",
-        ready=ready.get("status") == "True",
-        unschedulable=bool(spec.get("unschedulable")),
-        taints=tuple(
-            Taint(t["key"], t["effect"], t.get("value") or "", t.get("timeAdded"))
-            for t in spec.get("taints") or []
-        ),
-        labels=dict(meta.get("labels") or {}),
-        annotations=dict(meta.get("annotations") or {}),
-        allocatable=Resources(
-            quantity(allocatable.get("cpu", 0)),
-            quantity(allocatable.get("memory", 0)),
-            int(quantity(allocatable.get("pods", 110))),
-        ),
-        created_at=_time(meta.get("creationTimestamp")),
-        ready_since=_time(ready.get("lastTransitionTime")) if ready.get("status") == "True" else None,
-        resource_version=meta.get("resourceVersion") or "",
-    )
-
-
-def _pod(raw: dict[str, Any]) -> Pod:
-    meta, spec, status = raw["metadata"], raw.get("spec") or {}, raw.get("status") or {}
-    controller = next((o for o in meta.get("ownerReferences") or [] if o.get("controller")), None)
-    ready: dict[str, Any] = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
-    containers = spec.get("containers") or []
-    probes = [c["readinessProbe"] for c in containers if c.get("readinessProbe")]
-    hooks = [(c.get("lifecycle") or {}).get("preStop") for c in containers]
-    cpu, memory = requests(spec)
-    annotations = meta.get("annotations") or {}
-    return Pod(
-        namespace=meta["namespace"],
-        name=meta["name"],
-        uid=meta["uid"],
-        node=spec.get("nodeName"),
-        labels=dict(meta.get("labels") or {}),
-        # Only the annotations nodeswap reads: a pod's can be large (kubectl's last-applied-configuration).
-        annotations={k: annotations[k] for k in DO_NOT_DISRUPT if k in annotations},
-        owner=Owner(controller["kind"], controller["name"]) if controller else None,
-        phase=status.get("phase", "Pending"),
-        ready=ready.get("status") == "True",
-        deleting=meta.get("deletionTimestamp") is not None,
-        empty_dir=any("emptyDir" in v for v in spec.get("volumes") or []),
-        mirror="kubernetes.io/config.mirror" in annotations,
-        requests=Resources(cpu, memory, 1),
-        node_selector=dict(spec.get("nodeSelector") or {}),
-        node_affinity=required_node_affinity(spec),
-        tolerations=tuple(spec.get("tolerations") or []),
-        readiness_probe=bool(probes),
-        readiness_delay=max((float(p.get("initialDelaySeconds", 0)) for p in probes), default=0.0),
-        pre_stop=any(hooks),
-        pre_stop_seconds=max((_pause(h) for h in hooks if h), default=0.0),
-        grace_seconds=int(spec.get("terminationGracePeriodSeconds", 30)),
-        created_at=_time(meta.get("creationTimestamp")),
-        ready_since=_time(ready.get("lastTransitionTime")) if ready.get("status") == "True" else None,
-    )
-
-
-_SLEEP = re.compile(r"\bsleep\s+([0-9.]+)")
-
-
-def _pause(hook: dict[str, Any]) -> float:
-    """How long a preStop hook waits, where it says: the sleep action, or a `sleep N` it executes."""
-    if "sleep" in hook:
-        return float(hook["sleep"].get("seconds", 0))
-    found = _SLEEP.search(" ".join((hook.get("exec") or {}).get("command") or []))
-    return float(found.group(1)) if found else 0.0
-
-
-def _time(text: str | None) -> datetime | None:
-    return datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
-
-
-def _service(raw: dict[str, Any]) -> Service:
-    meta = raw["metadata"]
-    return Service(meta["namespace"], meta["name"], dict((raw.get("spec") or {}).get("selector") or {}))
-
-
-def _budget(raw: dict[str, Any]) -> Budget:
-    meta, spec, status = raw["metadata"], raw.get("spec") or {}, raw.get("status") or {}
-    return Budget(
-        namespace=meta["namespace"],
-        name=meta["name"],
-        selector=spec.get("selector"),
-        min_available=spec.get("minAvailable"),
-        max_unavailable=spec.get("maxUnavailable"),
-        expected_pods=status.get("expectedPods", 0),
-        current_healthy=status.get("currentHealthy", 0),
-        desired_healthy=status.get("desiredHealthy", 0),
-        disruptions_allowed=status.get("disruptionsAllowed", 0),
-    )
-
-
-# How each kind the cache keeps is read from the API's JSON, and keyed.
-PARSERS: dict[Kind, Callable[[dict[str, Any]], Node | Pod | Budget]] = {
-    "nodes": _node,
-    "pods": _pod,
-    "budgets": _budget,
-}

@@ -7,6 +7,7 @@ fit check and the sandbox's scheduler, so both read a pod spec the same way.
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any
 
@@ -19,6 +20,9 @@ _SUFFIX = {
 }  # fmt: skip
 
 
+# Cached: a cluster's objects repeat a few quantities (a workload's replicas request the same), and
+# parsing a large list reads each of them thousands of times.
+@functools.lru_cache(maxsize=4096)
 def quantity(text: str | int | float) -> float:
     """A resource.Quantity ("250m", "1.5", "512Mi", "1e9") as a number of base units."""
     if isinstance(text, int | float):
