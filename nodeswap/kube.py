@@ -37,6 +37,7 @@ CORDONED_BEFORE = "nodeswap.io/cordoned-before"
 LOCK_NAMESPACE = "kube-system"
 WATCH_SECONDS = 30  # server-side watch timeout; the client gives up on a silent connection after 60 s
 T = TypeVar("T")
+CONNECTIONS = 24
 R = TypeVar("R")
 
 
@@ -161,6 +162,9 @@ class EvictionResult:
 class Kube:
     def __init__(self, kubeconfig: str | None = None, context: str | None = None) -> None:
         configuration = client.Configuration()
+        # Connections kept open: the requests a rollout makes at once (run.IN_FLIGHT) and the cache's
+        # watches. The default (5 per CPU) would open and drop a connection for each request beyond it.
+        configuration.connection_pool_maxsize = CONNECTIONS
         try:
             config.load_kube_config(
                 config_file=kubeconfig, context=context, client_configuration=configuration
