@@ -133,7 +133,11 @@ class _Node:
     labels: dict[str, str]
     allocatable: tuple[int, int, int]  # milliCPU, memory bytes, pods
     taints: list[Object]  # those that keep new pods off: NoSchedule and NoExecute, a cordon's included
-    taint_key: tuple[tuple[Any, Any, Any], ...]  # what tolerations are matched against
+
+    @property
+    def name(self) -> str:
+        return str(self.node["metadata"]["name"])
+
     requested: list[int] = field(default_factory=lambda: [0, 0, 0])  # milliCPU, memory, pods
     non_zero: list[int] = field(default_factory=lambda: [0, 0])  # milliCPU, memory, for scoring
     pods: dict[str, Object] = field(default_factory=dict)  # by uid
@@ -154,8 +158,7 @@ class _Placed:
 def _node_state(node: Object) -> _Node:
     cpu, memory, pods = allocatable(node)
     taints = [t for t in taints_of(node) if t.get("effect") in ("NoSchedule", "NoExecute")]
-    taint_key = tuple((t.get("key"), t.get("value"), t.get("effect")) for t in taints)
-    return _Node(node, node["metadata"].get("labels") or {}, (*_units(cpu, memory), pods), taints, taint_key)
+    return _Node(node, node["metadata"].get("labels") or {}, (*_units(cpu, memory), pods), taints)
 
 
 class Placement:
@@ -179,9 +182,9 @@ class Placement:
         self.version = 0
         self._changes: list[tuple[int, str]] = []  # (version, node it concerned), oldest first
         self._everywhere = 0  # the version of the last change that may concern any node
-        # Tolerations (as text) -> node taints -> whether they tolerate them all: pods of one template
-        # share their tolerations, and nodes their few sets of taints.
-        self._tolerated: dict[str, dict[tuple[tuple[Any, Any, Any], ...], bool]] = {}
+        # Tolerations and node selection (as text) -> node -> (the node object judged, whether its
+        # taints are tolerated and it is selected).
+        self._admits: dict[str, dict[str, tuple[Object, bool]]] = {}
         # Pod uid -> its spec and what it requests, as is and for scoring: a status change keeps the
         # spec (the store shares what a write leaves alone), and parsing quantities is not cheap.
         self._requested: dict[str, tuple[Object, tuple[int, int], tuple[int, int]]] = {}
@@ -200,6 +203,10 @@ class Placement:
                     self._remove(uid)
                 del self._nodes[name]
                 self._names.remove(name)
+                for key, admits in list(self._admits.items()):
+                    admits.pop(name, None)
+                    if not admits:
+                        del self._admits[key]
             self.version += 1  # a node gone makes no pod fit where it did not
             return
         fresh = _node_state(node)
@@ -333,26 +340,26 @@ class Placement:
 
     def _filter(self, pod: Object) -> Callable[[_Node], bool]:
         """The filters for ``pod``, read from its spec once: taints it does not tolerate,
-        nodeSelector and required node affinity, requests against what is left, inter-pod affinity."""
+        nodeSelector and required node affinity, requests against what is left, inter-pod affinity.
+        What depends only on the node object and the pod's tolerations and node selection is kept
+        per node for every pod alike (the pods of one template are), until the node changes."""
         spec = pod["spec"]
         tolerations = spec.get("tolerations") or []
         node_selector = spec.get("nodeSelector") or {}
         required = required_node_affinity(spec)
         (cpu, memory), _ = self._requests(pod)
         affinity = bool(self._anti or _terms(pod, "podAntiAffinity") or _terms(pod, "podAffinity"))
-        tolerated = self._tolerated.setdefault(repr(tolerations), {})
+        admits = self._admits.setdefault(repr((tolerations, node_selector, required)), {})
 
         def fits(state: _Node) -> bool:
-            if state.taints:
-                allowed = tolerated.get(state.taint_key)
-                if allowed is None:
-                    allowed = tolerated[state.taint_key] = all(
-                        tolerates(tolerations, t) for t in state.taints
-                    )
-                if not allowed:
-                    return False
-            name = state.node["metadata"]["name"]
-            if (node_selector or required) and not selects_node(node_selector, required, state.labels, name):
+            admitted = admits.get(state.name)
+            if admitted is None or admitted[0] is not state.node:
+                allowed = all(tolerates(tolerations, taint) for taint in state.taints) and (
+                    not (node_selector or required)
+                    or selects_node(node_selector, required, state.labels, state.name)
+                )
+                admitted = admits[state.name] = (state.node, allowed)
+            if not admitted[1]:
                 return False
             used, (max_cpu, max_memory, max_pods) = state.requested, state.allocatable
             if used[0] + cpu > max_cpu or used[1] + memory > max_memory or used[2] >= max_pods:
