@@ -44,6 +44,7 @@ T = TypeVar("T")
 # Scaling's budget is shared with cluster-autoscaler: a client that backs off leaves it room). Its own
 # retries are off (one attempt): every retry is nodeswap.retry's, which waits throttling out.
 RETRIES = {"mode": "adaptive", "total_max_attempts": 1}
+CONNECTIONS = 20
 # How AWS says a request was throttled (botocore's list, less LimitExceededException: Auto Scaling
 # answers that for a quota reached, which waiting does not lift).
 THROTTLING_CODES = frozenset(
@@ -180,7 +181,8 @@ class Aws:
     def __init__(self, region: str | None = None, profile: str | None = None) -> None:
         with _translated("set up the AWS session"):
             session = boto3.Session(region_name=region, profile_name=profile)
-            config = Config(user_agent_extra=USER_AGENT, retries=RETRIES)
+            # Connections kept open: the requests a rollout makes at once (run.IN_FLIGHT), and room.
+            config = Config(user_agent_extra=USER_AGENT, retries=RETRIES, max_pool_connections=CONNECTIONS)
             self.autoscaling = session.client("autoscaling", config=config)
             self.ec2 = session.client("ec2", config=config)
         self.region = session.region_name

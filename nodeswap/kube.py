@@ -2,7 +2,7 @@
 
 Reads return nodeswap's model; writes are idempotent (tainting a tainted node, evicting a gone pod);
 waits watch instead of polling. Requests the API server refuses for load (429 without a budget, 5xx)
-are retried here with backoff; other API errors become nodeswap's errors at this boundary.
+are retried as ``nodeswap.retry`` says; other API errors become nodeswap's errors at this boundary.
 """
 
 from __future__ import annotations
@@ -22,13 +22,13 @@ from typing import Any, TypeVar
 from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
-from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential
 from urllib3.exceptions import HTTPError
 
 from nodeswap import USER_AGENT, parse
 from nodeswap.errors import OperationError, UsageError
 from nodeswap.model import Budget, Node, Pod, Snapshot, Taint
 from nodeswap.parse import Kind, Record
+from nodeswap.retry import retrying
 
 RETIRING_TAINT = "nodeswap.io/retiring"
 SCALE_DOWN_DISABLED = "cluster-autoscaler.kubernetes.io/scale-down-disabled"
@@ -52,13 +52,13 @@ def _transient(exc: BaseException) -> bool:
     return isinstance(exc, HTTPError | OSError)
 
 
-# The retry policy, in one place: five attempts, 0.5 s doubling to 8 s.
-_retrying = retry(
-    retry=retry_if_exception(_transient),
-    stop=stop_after_attempt(5),
-    wait=wait_exponential(multiplier=0.5, max=8),
-    reraise=True,
-)
+def _throttled(exc: BaseException) -> bool:
+    """The API server's own 429 (API Priority and Fairness), which names no budget: waited out as
+    throttling, the other transient failures tried a few times (``nodeswap.retry``)."""
+    return isinstance(exc, ApiException) and exc.status == 429 and not _names_budget(exc)
+
+
+_retrying = retrying(throttled=_throttled, transient=_transient)
 
 
 def _call(what: str, request: Callable[[], T]) -> T:

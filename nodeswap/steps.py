@@ -76,7 +76,9 @@ def next_wave(run: Run) -> tuple[list[str], bool]:
 def surge(run: Run, size: int) -> None:
     """Suspend the processes that would fight the rollout, then raise desired by the wave's size."""
     group = group_of(run)
-    run.aws.suspend(run.name, list(run.record.suspended))
+    missing = [p for p in run.record.suspended if p not in group.suspended]  # a re-run's or a wave's
+    if missing:
+        run.aws.suspend(run.name, missing)
     target = run.record.capacity.desired + size
     if group.desired < target:
         run.aws.set_capacity(run.name, desired=target, max_size=max(group.max_size, target))
@@ -92,6 +94,7 @@ def join(run: Run) -> list[Node]:
     stall = STALL_FACTOR * run.join_seconds + STALL_MARGIN_SECONDS
     first_seen: dict[str, float] = {}  # new instance -> when this run first saw it in the group
     others: set[str | None] = set()  # instances of Ready nodes that are not in the group
+    released: set[str | None] = set()  # instances whose launch hook this run completed
     group = group_of(run)
     read_at, old = time.monotonic(), outdated_now(run, group)
     while True:
@@ -108,7 +111,7 @@ def join(run: Run) -> list[Node]:
             continue
         ready_ids = {n.instance_id for n in nodes if n.ready}
         if run.settings.launch_hook:
-            _release_launches(run, group, ready_ids)
+            released |= _release_launches(run, group, ready_ids - released)
         new = [i for i in group.instances if i.serving and i.id not in old]
         for instance in new:
             first_seen.setdefault(instance.id, time.monotonic())
@@ -150,12 +153,16 @@ def join(run: Run) -> list[Node]:
         run.cluster.wait(mark, Concern(nodes=True), min(due, deadline) - now)
 
 
-def _release_launches(run: Run, group: Group, ready: set[str | None]) -> None:
-    """Own the launch hook (--launch-hook): CONTINUE it for each new instance whose node is Ready."""
+def _release_launches(run: Run, group: Group, ready: set[str | None]) -> set[str | None]:
+    """Own the launch hook (--launch-hook): CONTINUE it for each new instance whose node is Ready (once:
+    the group read may show it Pending:Wait until the next re-read). Returns the instances released."""
+    released: set[str | None] = set()
     for instance in group.instances:
         pending = instance.lifecycle_state == "Pending:Wait" and instance.id in ready
         if pending and run.aws.complete(run.name, run.settings.launch_hook or "", instance.id):
             run.say("join", f"completed launch hook for {instance.id}: its node is Ready")
+            released.add(instance.id)
+    return released
 
 
 def check_canary(run: Run, nodes: list[Node]) -> None:
