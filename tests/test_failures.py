@@ -448,5 +448,9 @@ def test_the_larger_rehearsal_completes_under_injected_faults(
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "replaced 12 nodes" in result.stdout
     assert "waiting on PDB Too many requests" not in result.stdout
-    assert sum(1 for r in world.admin("GET", "report")["requests"] if r.get("fault")) > 50
+    # nodeswap asks little (one list per kind, no eviction a budget would refuse), so at 10% a run meets
+    # a few dozen faults: enough that both APIs failed it more than once.
+    faulted = [r for r in world.admin("GET", "report")["requests"] if r.get("fault")]
+    assert len(faulted) >= 10
+    assert {r["api"] for r in faulted} == {"aws", "kube"}
     assert_converged(world, before, "2")
