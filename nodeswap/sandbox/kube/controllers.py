@@ -122,9 +122,7 @@ def _controller_uid(obj: Object) -> list[str]:
 
 def _label_keys(obj: Object) -> Iterable[Hashable]:
     meta = obj["metadata"]
-    labels = (meta.get("labels") or {}).items()
-    # Labels are strings (the API server decodes them as such); anything else is left out.
-    return [(meta.get("namespace", ""), key, value) for key, value in labels if isinstance(value, str)]
+    return [(meta.get("namespace", ""), key, value) for key, value in (meta.get("labels") or {}).items()]
 
 
 def _selector_keys(
@@ -132,15 +130,10 @@ def _selector_keys(
 ) -> list[Hashable]:
     """Where an object with a label selector is indexed: under one of its matchLabels, whose every
     match carries that label; else under ANY_LABELS when it may select anything, else nowhere."""
-    if pair := _indexed_pair(match_labels):
-        return [(namespace, *pair)]
-    return [(namespace, ANY_LABELS)] if selects_all or match_labels else []
-
-
-def _indexed_pair(match_labels: dict[str, str] | None) -> tuple[str, str] | None:
-    """The matchLabels pair a selector is indexed under (the first in order), if it has one."""
-    pairs = [(k, v) for k, v in (match_labels or {}).items() if isinstance(v, str)]
-    return min(pairs) if pairs else None
+    if match_labels:
+        key, value = min(match_labels.items())
+        return [(namespace, key, value)]
+    return [(namespace, ANY_LABELS)] if selects_all else []
 
 
 def _pdb_selector_keys(pdb: Object) -> list[Hashable]:
@@ -195,10 +188,10 @@ def candidates_selecting(
 def candidate_pods(store: Store, namespace: str, match_labels: dict[str, str] | None) -> list[Object]:
     """The pods of ``namespace`` a selector with these matchLabels may select: a superset, each still to
     be matched (every pod of the namespace when it has none)."""
-    pair = _indexed_pair(match_labels)
-    if pair is None:
+    if not match_labels:
         return store.list(PODS, namespace)
-    return store.indexed(PODS, LABEL, (namespace, *pair))
+    key, value = min(match_labels.items())
+    return store.indexed(PODS, LABEL, (namespace, key, value))
 
 
 def _states(change: Change) -> list[Object]:
