@@ -192,6 +192,13 @@ class Kube:
     def budgets(self) -> list[Budget]:
         return self._list("list budgets", self._lister("budgets"), parse.BUDGETS)[0]
 
+    def pods_on(self, node: str) -> list[Pod]:
+        """The node's pods as the API server has them now (kubectl drain's field selector)."""
+        lister = functools.partial(
+            self.core.list_pod_for_all_namespaces, field_selector=f"spec.nodeName={node}"
+        )
+        return self._list(f"list the pods on {node}", lister, parse.PODS)[0]
+
     def snapshot(self) -> Snapshot:
         """Everything the planner reads from the cluster, one list per kind."""
         return parse.kept(

@@ -241,6 +241,10 @@ class Drain:
             run.lock.check()
             mark = run.cluster.mark()
             staying = {i: keeping(run, run.cluster.pods_on(nodes[i])) if i in nodes else [] for i in active}
+            # The cache may not show yet a pod bound a moment ago: a node that looks empty is listed
+            # afresh before its instance goes, as kubectl drain lists a node's pods.
+            for i in [i for i in active if not staying[i] and i in nodes]:
+                staying[i] = keeping(run, run.kube.pods_on(nodes[i]))
             drained = [i for i in active if not staying[i]]
             if drained:
                 retire(run, drained, self.hooks)

@@ -46,7 +46,8 @@ def roll_back(run: Run) -> None:
     leaving = sorted(held, key=lambda i: (held[i], i))[: max(group.desired - record.capacity.desired, 0)]
     if leaving:
         names = {i: found.name for i in leaving if (found := nodes.get(i)) is not None}
-        moving = [names[i] for i in leaving if held[i]]
+        # Every one is fenced, the empty ones too: else pods landing on them meanwhile would go with them.
+        moving = sorted(names.values())
         if moving:
             fence(run, moving)
         try:
