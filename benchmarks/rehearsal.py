@@ -17,11 +17,15 @@ from __future__ import annotations
 import argparse
 import copy
 import math
+import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from nodeswap.sandbox import process
 
 BASE = Path(__file__).resolve().parents[1] / "configs" / "rehearsal-large.yaml"
 
@@ -95,6 +99,22 @@ def _renamed(workload: dict[str, Any], suffix: str) -> dict[str, Any]:
     if "serviceName" in spec:
         spec["serviceName"] += suffix
     return clone
+
+
+def start(spec: dict[str, Any], directory: Path, name: str) -> tuple[dict[str, Any], float]:
+    """A detached sandbox (its own process) of ``spec`` under ``directory``: its state, and the seconds it
+    took to serve with every pod Ready."""
+    path = directory / f"rehearsal-{name}.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    started = time.monotonic()
+    state = process.start_detached(path, directory / f"sandbox-{name}")
+    return state, time.monotonic() - started
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a running process (fields 14 and 15 of /proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def main() -> None:

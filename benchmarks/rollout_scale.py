@@ -32,21 +32,12 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import yaml
-from rehearsal import scenario
+from rehearsal import cpu_seconds, scenario, start
 from rollout_large import lower_bound
 
 from nodeswap import USER_AGENT
 from nodeswap.sandbox import process
 from nodeswap.sandbox.scenario import Scenario
-
-TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    """A live process's user + system CPU time, from /proc/PID/stat (fields 14 and 15)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
 
 
 def environment(directory: Path) -> dict[str, str]:
@@ -64,12 +55,8 @@ def environment(directory: Path) -> dict[str, str]:
 
 def measure(nodes: int, batch_pods: int, workdir: Path) -> dict[str, Any]:
     spec = scenario(nodes, batch_pods=batch_pods)
-    path = workdir / f"rehearsal-{nodes}.yaml"
-    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    state, startup = start(spec, workdir, str(nodes))
     directory = workdir / f"sandbox-{nodes}"
-    started = time.monotonic()
-    state = process.start_detached(path, directory)
-    startup = time.monotonic() - started
     try:
         image = state["world"]["images"]["new"]
         nodeswap = str(Path(sys.executable).with_name("nodeswap"))  # the installed command, as users run it

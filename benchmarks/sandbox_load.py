@@ -32,18 +32,9 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-import yaml
-from rehearsal import scenario
+from rehearsal import cpu_seconds, scenario, start
 
 from nodeswap.sandbox import process
-
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of a running process (fields 14 and 15 of /proc/PID/stat)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
 def parse_size(text: str) -> tuple[int, int, int]:
@@ -55,12 +46,8 @@ def parse_size(text: str) -> tuple[int, int, int]:
 
 def measure(size: str, idle_seconds: float, directory: Path) -> dict[str, Any]:
     world = scenario(*parse_size(size))
-    path = directory / f"rehearsal-{size}.yaml"
-    path.write_text(yaml.safe_dump(world, sort_keys=False))
+    state, startup = start(world, directory, size)
     sandbox_dir = directory / f"sandbox-{size}"
-    started = time.monotonic()
-    state = process.start_detached(path, sandbox_dir)
-    startup = time.monotonic() - started
     pid = int(state["pid"])
     try:
         startup_cpu = cpu_seconds(pid)
