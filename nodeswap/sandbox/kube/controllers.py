@@ -122,7 +122,9 @@ def _controller_uid(obj: Object) -> list[str]:
 
 def _label_keys(obj: Object) -> Iterable[Hashable]:
     meta = obj["metadata"]
-    return [(meta.get("namespace", ""), key, value) for key, value in (meta.get("labels") or {}).items()]
+    labels = (meta.get("labels") or {}).items()
+    # Labels are strings (the API server decodes them as such); anything else is left out.
+    return [(meta.get("namespace", ""), key, value) for key, value in labels if isinstance(value, str)]
 
 
 def _selector_keys(
@@ -130,10 +132,15 @@ def _selector_keys(
 ) -> list[Hashable]:
     """Where an object with a label selector is indexed: under one of its matchLabels, whose every
     match carries that label; else under ANY_LABELS when it may select anything, else nowhere."""
-    if match_labels:
-        key, value = min(match_labels.items())
-        return [(namespace, key, value)]
-    return [(namespace, ANY_LABELS)] if selects_all else []
+    if pair := _indexed_pair(match_labels):
+        return [(namespace, *pair)]
+    return [(namespace, ANY_LABELS)] if selects_all or match_labels else []
+
+
+def _indexed_pair(match_labels: dict[str, str] | None) -> tuple[str, str] | None:
+    """The matchLabels pair a selector is indexed under (the first in order), if it has one."""
+    pairs = [(k, v) for k, v in (match_labels or {}).items() if isinstance(v, str)]
+    return min(pairs) if pairs else None
 
 
 def _pdb_selector_keys(pdb: Object) -> list[Hashable]:
@@ -188,10 +195,10 @@ def candidates_selecting(
 def candidate_pods(store: Store, namespace: str, match_labels: dict[str, str] | None) -> list[Object]:
     """The pods of ``namespace`` a selector with these matchLabels may select: a superset, each still to
     be matched (every pod of the namespace when it has none)."""
-    if not match_labels:
+    pair = _indexed_pair(match_labels)
+    if pair is None:
         return store.list(PODS, namespace)
-    key, value = min(match_labels.items())
-    return store.indexed(PODS, LABEL, (namespace, key, value))
+    return store.indexed(PODS, LABEL, (namespace, *pair))
 
 
 def _states(change: Change) -> list[Object]:
