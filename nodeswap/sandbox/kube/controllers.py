@@ -925,14 +925,22 @@ class Endpoints(Controller[Key]):
             resource is ENDPOINTS and self.store.find(SERVICES, *key_of(obj)) is not None
         ):
             self.enqueue(key_of(obj))
-        elif resource is PODS and _moved(change, _endpoint_view):
-            for state in _states(change):
-                meta = state["metadata"]
-                labels = meta.get("labels") or {}
-                for service in candidates_selecting(self.store, SERVICES, meta["namespace"], labels):
-                    selector = service["spec"]["selector"]
-                    if all(labels.get(k) == v for k, v in selector.items()):
-                        self.enqueue(key_of(service))
+        elif resource is PODS:
+            selecting = [service for state in _states(change) for service in self._selecting(state)]
+            # Most pods are behind no Service: what the pod shows is compared only when one selects it.
+            if selecting and _moved(change, _endpoint_view):
+                for service in selecting:
+                    self.enqueue(key_of(service))
+
+    def _selecting(self, pod: Object) -> list[Object]:
+        """The Services that select ``pod``."""
+        meta = pod["metadata"]
+        labels = meta.get("labels") or {}
+        return [
+            service
+            for service in candidates_selecting(self.store, SERVICES, meta["namespace"], labels)
+            if all(labels.get(k) == v for k, v in service["spec"]["selector"].items())
+        ]
 
     def sync_one(self, key: Key) -> None:
         store = self.store

@@ -129,15 +129,11 @@ def _named_nodes(pod_spec: Object) -> set[str] | None:
 
 @dataclass
 class _Node:
+    name: str
     node: Object
     labels: dict[str, str]
     allocatable: tuple[int, int, int]  # milliCPU, memory bytes, pods
     taints: list[Object]  # those that keep new pods off: NoSchedule and NoExecute, a cordon's included
-
-    @property
-    def name(self) -> str:
-        return str(self.node["metadata"]["name"])
-
     requested: list[int] = field(default_factory=lambda: [0, 0, 0])  # milliCPU, memory, pods
     non_zero: list[int] = field(default_factory=lambda: [0, 0])  # milliCPU, memory, for scoring
     pods: dict[str, Object] = field(default_factory=dict)  # by uid
@@ -158,7 +154,8 @@ class _Placed:
 def _node_state(node: Object) -> _Node:
     cpu, memory, pods = allocatable(node)
     taints = [t for t in taints_of(node) if t.get("effect") in ("NoSchedule", "NoExecute")]
-    return _Node(node, node["metadata"].get("labels") or {}, (*_units(cpu, memory), pods), taints)
+    labels = node["metadata"].get("labels") or {}
+    return _Node(node["metadata"]["name"], node, labels, (*_units(cpu, memory), pods), taints)
 
 
 class Placement:
@@ -334,7 +331,7 @@ class Placement:
             return None
         scores = self._scores(pod, feasible)
         # The first of the best, by name.
-        return str(feasible[scores.index(max(scores))].node["metadata"]["name"])
+        return feasible[scores.index(max(scores))].name
 
     # ----- filters --------------------------------------------------------------------------
 
