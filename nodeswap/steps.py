@@ -230,6 +230,7 @@ class Drain:
     waiting_on: dict[str, str] = field(default_factory=dict)  # pod uid -> the budget it waits on
     refused: dict[str, float] = field(default_factory=dict)  # pod uid -> when its eviction was refused
     evicted: set[str] = field(default_factory=set)  # pod uids: terminating, shown in the cache or not
+    evicted_from: set[str] = field(default_factory=set)  # nodes this drain evicted a pod from
 
     def __call__(self, wave: list[str], nodes: dict[str, str], cap: int) -> None:
         run = self.run
@@ -242,8 +243,12 @@ class Drain:
             mark = run.cluster.mark()
             staying = {i: keeping(run, run.cluster.pods_on(nodes[i])) if i in nodes else [] for i in active}
             # The cache may not show yet a pod bound a moment ago: a node that looks empty is listed
-            # afresh before its instance goes, as kubectl drain lists a node's pods.
-            for i in [i for i in active if not staying[i] and i in nodes]:
+            # afresh before its instance goes, as kubectl drain lists a node's pods. Unless a pod this
+            # drain evicted from it is gone from the cache: pod events arrive in order, so the cache
+            # then shows every pod bound there before the node was fenced (a fresh list would miss a
+            # pod bound after it all the same).
+            looks_empty = [i for i in active if not staying[i] and i in nodes]
+            for i in [i for i in looks_empty if nodes[i] not in self.evicted_from]:
                 staying[i] = keeping(run, run.kube.pods_on(nodes[i]))
             drained = [i for i in active if not staying[i]]
             if drained:
@@ -309,6 +314,8 @@ class Drain:
         for pod, result in zip(due, results, strict=True):
             if result.outcome is Eviction.EVICTED:
                 self.evicted.add(pod.uid)
+                if pod.node:
+                    self.evicted_from.add(pod.node)
                 run.summary.evicted += 1
                 run.summary.moved.append(pod)
                 run.say("drain", f"evicted {pod.key}", pod=pod.key)
