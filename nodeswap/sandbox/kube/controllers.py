@@ -622,7 +622,9 @@ class DaemonSets(Controller[Key]):
             key = key_of(change.object)
             if change.type == "DELETED":
                 self._tallies.pop(key, None)
-            else:
+            elif change.old is None or change.old.get("spec") != change.object.get("spec"):
+                # The controller's own status writes change nothing it decides on: each node is
+                # looked at again as its node or daemon pods change.
                 self._queue_nodes(key, None)
         elif change.resource is NODES:
             for daemonset in self.store.list(DAEMONSETS):
