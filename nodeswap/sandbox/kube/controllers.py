@@ -289,8 +289,18 @@ def _new_pod(
     cluster.store.create(PODS, cluster.defaulted(PODS, pod))
 
 
-def _template_hash(template: Object) -> str:
-    return hashlib.sha256(json.dumps(template, sort_keys=True).encode()).hexdigest()[:10]
+_template_hashes: dict[tuple[str, int], str] = {}  # (workload uid, generation) -> its template's hash
+
+
+def _template_hash(workload: Object) -> str:
+    """The hash of a workload's pod template, once per generation (which moves with its spec): the
+    controllers look it up on every sync, and hashing a template is not cheap."""
+    meta = workload["metadata"]
+    key = (meta["uid"], meta.get("generation", 0))
+    if key not in _template_hashes:
+        template = workload["spec"].get("template", {})
+        _template_hashes[key] = hashlib.sha256(json.dumps(template, sort_keys=True).encode()).hexdigest()[:10]
+    return _template_hashes[key]
 
 
 class Controller(ABC, Generic[QueueKey]):
@@ -402,7 +412,7 @@ class Deployments(Controller[Key]):
         if deployment is None:
             return
         meta, spec = deployment["metadata"], deployment["spec"]
-        template_hash = _template_hash(spec.get("template", {}))
+        template_hash = _template_hash(deployment)
         name = f"{meta['name']}-{template_hash}"
         replicasets = _owned(store, REPLICASETS, meta["uid"])
         current = next((rs for rs in replicasets if rs["metadata"]["name"] == name), None)
@@ -542,7 +552,7 @@ class StatefulSets(Controller[Key]):
         meta, spec = statefulset["metadata"], statefulset["spec"]
         replicas = spec.get("replicas", 1)
         ordered = spec.get("podManagementPolicy", "OrderedReady") == "OrderedReady"
-        revision = f"{meta['name']}-{_template_hash(spec.get('template', {}))}"
+        revision = f"{meta['name']}-{_template_hash(statefulset)}"
         for ordinal in range(replicas):
             name = f"{meta['name']}-{ordinal}"
             pod = store.find(PODS, meta["namespace"], name)
