@@ -1,0 +1,87 @@
+"""The drain's reading of the cache, with the cache and the API server faked at nodeswap's adapter
+boundary: a node the cache shows empty only because it has not seen a pod bound there yet is listed
+afresh before its instance goes; a node emptied by the drain's own evictions is not, since pod events
+arrive in order and the cache has then seen every pod bound there before the fence."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+from nodeswap.kube import Eviction, EvictionResult
+from nodeswap.model import Owner, Pod
+from nodeswap.run import RolloutSettings, Summary
+from nodeswap.steps import Drain
+
+
+def pod(name: str, node: str) -> Pod:
+    return Pod("default", name, f"uid-{name}", node, owner=Owner("ReplicaSet", "web-1"))
+
+
+class Cluster:
+    """The API server's pods and the cache's view of them, which lacks the pods it has not seen yet."""
+
+    def __init__(self, served: list[Pod], unseen: set[str]) -> None:
+        self.served = {p.uid: p for p in served}
+        self.unseen = unseen
+        self.fresh_lists: list[str] = []
+        self.evicted: list[str] = []
+
+    # the cache
+    def mark(self) -> int:
+        return 0
+
+    def pods_on(self, node: str) -> list[Pod]:
+        return [p for p in self.served.values() if p.node == node and p.uid not in self.unseen]
+
+    def budgets_of(self, _pod: Pod) -> list[Any]:
+        return []
+
+    def wait(self, *_args: Any) -> None:
+        pass
+
+    # the API server
+    def list_pods_on(self, node: str) -> list[Pod]:
+        self.fresh_lists.append(node)
+        return [p for p in self.served.values() if p.node == node]
+
+    def evict(self, evicted: Pod, _grace: int | None) -> EvictionResult:
+        self.evicted.append(evicted.name)
+        del self.served[evicted.uid]  # gone at once, and the cache sees it
+        return EvictionResult(Eviction.EVICTED)
+
+
+def drain(cluster: Cluster, nodes: dict[str, str]) -> list[str]:
+    """Drain ``nodes`` (instance -> node name); the instances terminated, in order."""
+    terminated: list[str] = []
+    run: Any = SimpleNamespace(
+        settings=RolloutSettings(),
+        summary=Summary("workers"),
+        record=SimpleNamespace(retired=()),
+        lock=SimpleNamespace(check=lambda: None),
+        cluster=cluster,
+        kube=SimpleNamespace(pods_on=cluster.list_pods_on, evict=cluster.evict),
+        aws=SimpleNamespace(terminate=terminated.append),
+        say=lambda *_args, **_data: None,
+        update=lambda **_changes: None,
+    )
+    hooks: Any = SimpleNamespace(terminated=lambda _instance: None, poll=lambda: None)
+    Drain(run, hooks)(list(nodes), nodes, cap=len(nodes))
+    return terminated
+
+
+def test_a_node_the_cache_shows_empty_is_listed_afresh_and_its_unseen_pod_evicted_first() -> None:
+    late = pod("late", "node-b")  # bound a moment before the fence: not in the cache yet
+    cluster = Cluster([late], unseen={late.uid})
+
+    assert drain(cluster, {"i-b": "node-b"}) == ["i-b"]
+    assert cluster.evicted == ["late"]
+    assert cluster.fresh_lists == ["node-b"]
+
+
+def test_a_node_emptied_by_the_drains_own_evictions_goes_without_a_fresh_list() -> None:
+    cluster = Cluster([pod("web-a", "node-a"), pod("web-b", "node-a")], unseen=set())
+
+    assert drain(cluster, {"i-a": "node-a"}) == ["i-a"]
+    assert sorted(cluster.evicted) == ["web-a", "web-b"]
+    assert cluster.fresh_lists == []
