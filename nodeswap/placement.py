@@ -1,8 +1,9 @@
 """Where a pod may run, as kube-scheduler's filters decide it: resource quantities and requests,
 tolerations against taints, nodeSelector and required node affinity.
 
-Pure functions over API-shaped dicts (camelCase, as the API server serves them), shared by the planner's
-fit check and the sandbox's scheduler, so both read a pod spec the same way.
+Pure functions over API-shaped dicts (camelCase, as the API server serves them), for the planner's fit
+check and the audit. The sandbox's scheduler has its own reading (nodeswap/sandbox/kube/podspec.py):
+it is what judges this one, so the two share no code.
 """
 
 from __future__ import annotations

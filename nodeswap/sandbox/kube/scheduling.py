@@ -20,8 +20,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from nodeswap import placement
-from nodeswap.placement import quantity, required_node_affinity, selects_node, tolerates
+from nodeswap.sandbox.kube.podspec import (
+    pod_requests,
+    quantity,
+    required_node_affinity,
+    selects_node,
+    tolerated,
+)
 from nodeswap.sandbox.kube.selectors import label_selector_matcher
 
 Object = dict[str, Any]
@@ -42,7 +47,7 @@ def no_execute_grace(tolerations: list[Object], taints: list[Object]) -> float |
     (taint eviction's GetMatchingTolerations and getMinTolerationTime)."""
     seconds: list[float] = []
     for taint in taints:
-        used = next((t for t in tolerations if tolerates([t], taint)), None)
+        used = next((t for t in tolerations if tolerated([t], taint)), None)
         if used is None:
             return 0.0
         if used.get("tolerationSeconds") is not None:
@@ -59,24 +64,18 @@ def taints_of(node: Object) -> list[Object]:
 
 def untolerated(pod_spec: Object, node: Object, effects: tuple[str, ...]) -> list[Object]:
     tolerations = pod_spec.get("tolerations") or []
-    return [t for t in taints_of(node) if t.get("effect") in effects and not tolerates(tolerations, t)]
+    return [t for t in taints_of(node) if t.get("effect") in effects and not tolerated(tolerations, t)]
 
 
 def matches_node(pod_spec: Object, node: Object) -> bool:
     """nodeSelector and required node affinity."""
-    meta = node["metadata"]
-    return selects_node(
-        pod_spec.get("nodeSelector") or {},
-        required_node_affinity(pod_spec),
-        meta.get("labels") or {},
-        meta["name"],
-    )
+    return selects_node(pod_spec.get("nodeSelector") or {}, required_node_affinity(pod_spec), node)
 
 
 def requests(pod_spec: Object, *, non_zero: bool = False) -> tuple[float, float]:
     """(CPU cores, memory bytes) the pod requests; ``non_zero`` counts a request a container leaves out
     as NON_ZERO_REQUESTS, as scoring does."""
-    return placement.requests(pod_spec, NON_ZERO_REQUESTS if non_zero else None)
+    return pod_requests(pod_spec, NON_ZERO_REQUESTS if non_zero else None)
 
 
 def allocatable(node: Object) -> tuple[float, float, int]:
@@ -351,9 +350,8 @@ class Placement:
         def fits(state: _Node) -> bool:
             admitted = admits.get(state.name)
             if admitted is None or admitted[0] is not state.node:
-                allowed = all(tolerates(tolerations, taint) for taint in state.taints) and (
-                    not (node_selector or required)
-                    or selects_node(node_selector, required, state.labels, state.name)
+                allowed = all(tolerated(tolerations, taint) for taint in state.taints) and (
+                    not (node_selector or required) or selects_node(node_selector, required, state.node)
                 )
                 admitted = admits[state.name] = (state.node, allowed)
             if not admitted[1]:

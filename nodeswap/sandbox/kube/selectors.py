@@ -349,6 +349,25 @@ def label_selector_matcher(selector: dict[str, Any] | None, *, none_matches: boo
     return _all_of(requirements)
 
 
+_NODE_OPERATORS = {**_EXPRESSION_OPERATORS, "Gt": _GT, "Lt": _LT}
+
+
+def node_requirements_matcher(expressions: list[dict[str, Any]]) -> Matcher:
+    """NodeSelectorRequirements (a node selector term's matchExpressions or matchFields) as a matcher
+    of labels or fields, per NodeSelectorRequirementsAsSelector: the requirements ANDed; an invalid
+    one makes the term match nothing (nodeaffinity's lazy errors)."""
+    try:
+        requirements = [
+            _new_requirement(
+                str(e.get("key", "")), _NODE_OPERATORS[str(e.get("operator"))], e.get("values") or []
+            )
+            for e in expressions
+        ]
+    except (KeyError, SelectorError):
+        return lambda _labels: False
+    return _all_of(requirements)
+
+
 # --- The ?fieldSelector= string (pkg/fields/selector.go) ------------------------------------------------
 
 FieldTerm = tuple[str, bool, str]  # field, equal (False for !=), value
