@@ -92,6 +92,16 @@ def _units(cpu: float, memory: float) -> tuple[int, int]:
 # ----- placing pods -------------------------------------------------------------------------------
 
 
+def _least_allocated(state: _Node, request: tuple[int, int]) -> float:
+    """NodeResourcesFit's LeastAllocated score: the average free share of CPU and memory once a pod
+    requesting ``request`` (non-zero) is on the node."""
+    (max_cpu, max_memory, _), (used_cpu, used_memory) = state.allocatable, state.non_zero
+    cpu, memory = request
+    free_cpu = (max_cpu - used_cpu - cpu) * MAX_NODE_SCORE / max_cpu if max_cpu > 0 else 0.0
+    free_memory = (max_memory - used_memory - memory) * MAX_NODE_SCORE / max_memory if max_memory > 0 else 0.0
+    return (max(free_cpu, 0.0) + max(free_memory, 0.0)) / 2
+
+
 def _owner_uid(pod: Object) -> str | None:
     for owner in pod["metadata"].get("ownerReferences") or []:
         if owner.get("controller"):
@@ -133,6 +143,7 @@ class _Node:
     labels: dict[str, str]
     allocatable: tuple[int, int, int]  # milliCPU, memory bytes, pods
     taints: list[Object]  # those that keep new pods off: NoSchedule and NoExecute, a cordon's included
+    domains: tuple[str | None, ...]  # its value of each DEFAULT_SPREAD topology key
     requested: list[int] = field(default_factory=lambda: [0, 0, 0])  # milliCPU, memory, pods
     non_zero: list[int] = field(default_factory=lambda: [0, 0])  # milliCPU, memory, for scoring
     pods: dict[str, Object] = field(default_factory=dict)  # by uid
@@ -154,7 +165,8 @@ def _node_state(node: Object) -> _Node:
     cpu, memory, pods = allocatable(node)
     taints = [t for t in taints_of(node) if t.get("effect") in ("NoSchedule", "NoExecute")]
     labels = node["metadata"].get("labels") or {}
-    return _Node(node["metadata"]["name"], node, labels, (*_units(cpu, memory), pods), taints)
+    domains = tuple(labels.get(key) for key, _ in DEFAULT_SPREAD)
+    return _Node(node["metadata"]["name"], node, labels, (*_units(cpu, memory), pods), taints, domains)
 
 
 class Placement:
@@ -184,6 +196,8 @@ class Placement:
         # Pod uid -> its spec and what it requests, as is and for scoring: a status change keeps the
         # spec (the store shares what a write leaves alone), and parsing quantities is not cheap.
         self._requested: dict[str, tuple[Object, tuple[int, int], tuple[int, int]]] = {}
+        # Non-zero request shape -> node -> (its non_zero and allocatable as scored, its score).
+        self._fit_scores: dict[tuple[int, int], dict[str, tuple[list[int], tuple[int, int, int], float]]] = {}
 
     def __len__(self) -> int:
         return len(self._nodes)
@@ -203,6 +217,8 @@ class Placement:
                     admits.pop(name, None)
                     if not admits:
                         del self._admits[key]
+                for known in self._fit_scores.values():
+                    known.pop(name, None)
             self.version += 1  # a node gone makes no pod fit where it did not
             return
         fresh = _node_state(node)
@@ -414,15 +430,17 @@ class Placement:
         memory once the pod is there) plus PodTopologySpread's with the system default constraints,
         its selector being the pod's controller (fewer pods of the same controller in a node's host
         and zone score higher), at its weight."""
-        _, (cpu, memory) = self._requests(pod)
+        _, shape = self._requests(pod)
+        # A node's score for a request shape is kept until what the node has or holds changes (each
+        # a new object): the pods of a workload share one shape, and most nodes do not change between them.
+        known = self._fit_scores.setdefault(shape, {})
         scores = []
         for state in nodes:
-            (max_cpu, max_memory, _), (used_cpu, used_memory) = state.allocatable, state.non_zero
-            free_cpu = (max_cpu - used_cpu - cpu) * MAX_NODE_SCORE / max_cpu if max_cpu > 0 else 0.0
-            free_memory = (
-                (max_memory - used_memory - memory) * MAX_NODE_SCORE / max_memory if max_memory > 0 else 0.0
-            )
-            scores.append((max(free_cpu, 0.0) + max(free_memory, 0.0)) / 2)
+            entry = known.get(state.name)
+            if entry is None or entry[0] is not state.non_zero or entry[1] is not state.allocatable:
+                score = _least_allocated(state, shape)
+                entry = known[state.name] = (state.non_zero, state.allocatable, score)
+            scores.append(entry[2])
         spread = self._spread_scores(pod, nodes)
         if spread is None:
             return scores
@@ -435,13 +453,13 @@ class Placement:
             return None
         on_node = self._by_owner.get(owner, {})
         raw = [0.0] * len(nodes)
-        for key, max_skew in DEFAULT_SPREAD:
-            domains = [state.labels.get(key) for state in nodes]
+        for index, (_, max_skew) in enumerate(DEFAULT_SPREAD):
+            domains = [state.domains[index] for state in nodes]
             # topologyNormalizingWeight: log(domains + 2), the domains being those of the feasible nodes.
             weight = math.log(len(set(domains)) + 2)
             in_domain: dict[str | None, int] = defaultdict(int)
             for node, count in on_node.items():
-                in_domain[self._nodes[node].labels.get(key)] += count
+                in_domain[self._nodes[node].domains[index]] += count
             raw = [
                 score + in_domain.get(domain, 0) * weight + (max_skew - 1)
                 for score, domain in zip(raw, domains, strict=True)
