@@ -3,8 +3,10 @@
 Expiry follows client-go's leader election: a lease held by another is taken over only once this run
 has seen it unchanged for the lease's whole duration, timed on this run's own clock; the holder's
 timestamps are never compared with this machine's clock, as the two may disagree. A holder on this host
-whose process is gone is taken over at once. Any failure to renew means the lock is lost: the run
-stops before its next step rather than carry on unlocked.
+whose process is gone is taken over at once. The lock is lost once another run holds it, or once no
+renewal has succeeded for the lock's duration (a renewal the API server fails is tried again at the
+next turn, as client-go retries until its renew deadline): the run then stops before its next step
+rather than carry on unlocked.
 """
 
 from __future__ import annotations
@@ -62,8 +64,8 @@ class Lock:
             self.say(f"could not release the lock {self.name} ({exc.message}); it expires unrenewed")
 
     def check(self) -> None:
-        """Raise once the lock is lost: another holder has it, a renewal failed, or a renewal has been
-        under way (the API server not answering) for longer than the lock lasts."""
+        """Raise once the lock is lost: another holder has it, or no renewal has succeeded (the API
+        server failing or not answering) for longer than the lock lasts."""
         overdue = time.monotonic() - self._renewed > self.duration.total_seconds()
         if self._lost.is_set() or overdue:
             raise OperationError(
@@ -127,7 +129,9 @@ class Lock:
             started = time.monotonic()
             try:
                 renewed = self.kube.renew_lease(self.name, self.holder)
-            except Exception:  # whatever the cause, the lock can no longer be vouched for
+            except OperationError:
+                continue  # tried again next turn; check() says the lock is lost once it is overdue
+            except Exception:  # a cause not foreseen: the lock can no longer be vouched for
                 renewed = False
             if not renewed:
                 self._lost.set()
