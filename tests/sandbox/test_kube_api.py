@@ -18,7 +18,7 @@ import yaml
 from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
-from nodeswap.sandbox.kube import apiserver
+from nodeswap.sandbox.kube import apiserver, store
 from nodeswap.sandbox.kube.resources import BY_KEY
 from tests.sandbox_client import QUICK_KUBERNETES, QUICK_TIMING, SandboxClient
 
@@ -494,3 +494,21 @@ def test_a_bookmark_never_overtakes_a_queued_event(
     stream.close()
     first = json.loads(lines[0])
     assert (first["type"], first["object"]["metadata"]["name"]) == ("ADDED", "late")
+
+
+def test_a_generated_name_already_taken_is_drawn_again(
+    sandbox: SandboxClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """RetryGenerateName (on by default since 1.31): a generated name that is taken is drawn again, up
+    to 8 attempts; only then is the create refused with 409 AlreadyExists."""
+    draws = iter(["aaaaa", "aaaaa", "bbbbb", *["aaaaa"] * 8])
+    monkeypatch.setattr(store, "_suffix", lambda: next(draws))
+    core = client.CoreV1Api(sandbox.kube())
+    generated = client.V1ConfigMap(metadata=client.V1ObjectMeta(generate_name="drawn-"))
+
+    names = [core.create_namespaced_config_map("default", generated).metadata.name for _ in range(2)]
+    assert names == ["drawn-aaaaa", "drawn-bbbbb"]
+    with pytest.raises(ApiException) as refused:
+        core.create_namespaced_config_map("default", generated)
+    assert refused.value.status == 409
+    assert json.loads(refused.value.body)["reason"] == "AlreadyExists"

@@ -30,6 +30,7 @@ from nodeswap.sandbox.kube.patch import merge_patch_sharing
 from nodeswap.sandbox.kube.resources import Resource
 
 _RANDOM = random.Random()
+GENERATE_NAME_ATTEMPTS = 8
 Object = dict[str, Any]
 Matcher = Callable[[Object], bool]
 Key = tuple[str, str]  # (namespace, name); the namespace is "" for cluster-scoped objects
@@ -164,7 +165,12 @@ class Store:
         else:
             meta.pop("namespace", None)
         if not meta.get("name") and meta.get("generateName"):
-            meta["name"] = meta["generateName"] + _suffix()
+            # A generated name already taken is drawn again, up to 8 attempts in all (the API server's
+            # RetryGenerateName, on by default since Kubernetes 1.31).
+            for _ in range(GENERATE_NAME_ATTEMPTS):
+                meta["name"] = meta["generateName"] + _suffix()
+                if (namespace, meta["name"]) not in self._bucket(resource):
+                    break
         name = meta.get("name")
         if not name:
             raise errors.invalid(
