@@ -89,10 +89,8 @@ def _print_ready(state: dict[str, Any], directory: Path, env_file: Path, detache
     )
     typer.echo(f"               Kubernetes at {state['kube_endpoint']}")
     images, image_names = world["images"], state["scenario"]["images"]
-    typer.echo(
-        f"               AMI {images['old']} ({image_names['old']}) in use, "
-        f"{images['new']} ({image_names['new']}) to roll out"
-    )
+    typer.echo(f"               AMI in use:      {images['old']} ({image_names['old']})")
+    typer.echo(f"               AMI to roll out: {images['new']} ({image_names['new']})")
     if state["scenario"]["iam"]["enforce"]:
         typer.echo(
             "  IAM is enforced: IAM users' and roles' keys are checked; env.sh's keys act as the root user"
