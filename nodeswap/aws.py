@@ -538,6 +538,9 @@ class Aws:
         # One token for every try: a retry after a 5xx that did create the version gets that version
         # back rather than a second one.
         token = uuid.uuid4().hex
+        # The source is the number the group's $Latest or $Default resolved to when it was described
+        # (LaunchSpec.version), the version the plan showed: the API reference documents SourceVersion
+        # as a version, not the aliases, and $Latest could name a version made since.
         created = _call(
             f"create a launch template version with {image_id}",
             lambda: self.ec2.create_launch_template_version(

@@ -13,10 +13,11 @@ from typing import Any
 
 from kubernetes import client
 
-from nodeswap.sandbox.scenario import load_scenario
+from nodeswap.sandbox.scenario import DEFAULT_SCENARIO, load_scenario
 from tests.sandbox_client import SandboxClient
 
-DEMO = Path(__file__).resolve().parents[1] / "nodeswap" / "sandbox" / "demo.yaml"
+# The scenario `nodeswap demo` and a fresh `sandbox up` rehearse: the sandbox's default.
+DEMO = DEFAULT_SCENARIO
 NODESWAP_UA = "nodeswap/"
 
 

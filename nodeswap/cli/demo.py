@@ -11,11 +11,12 @@ import typer
 
 from nodeswap.errors import OperationError
 
-DEMO_SCENARIO = Path(__file__).resolve().parent.parent / "sandbox" / "demo.yaml"
-
 
 def demo(
-    scenario: Annotated[Path, typer.Option(help="Scenario to rehearse in.")] = DEMO_SCENARIO,
+    scenario: Annotated[
+        Path | None,
+        typer.Option(help="Scenario to rehearse in (default: the sandbox's, as in configs/sandbox.yaml)."),
+    ] = None,
     output: Annotated[str, typer.Option(help="text or json.")] = "text",
 ) -> None:
     """Rehearse a full replacement in a local sandbox, start to finish.

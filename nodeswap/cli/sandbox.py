@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -80,17 +81,34 @@ def report(directory: DirOption = DEFAULT_DIR) -> None:
 
 
 def _print_ready(state: dict[str, Any], directory: Path, env_file: Path, detached: bool) -> None:
-    world = state.get("world") or {}
-    groups = ", ".join(group["name"] for group in world.get("groups", []))
-    typer.echo(f"sandbox is up: AWS at {state['aws_endpoint']} (region {state['region']}), groups: {groups}")
+    world = state["world"]
+    names = [group["name"] for group in world["groups"]]
+    typer.echo(
+        f"sandbox is up: AWS at {state['aws_endpoint']} (region {state['region']}), "
+        f"groups: {', '.join(names)}"
+    )
     typer.echo(f"               Kubernetes at {state['kube_endpoint']}")
+    images, image_names = world["images"], state["scenario"]["images"]
+    typer.echo(f"               AMI in use:      {images['old']} ({image_names['old']})")
+    typer.echo(f"               AMI to roll out: {images['new']} ({image_names['new']})")
     if state["scenario"]["iam"]["enforce"]:
         typer.echo(
             "  IAM is enforced: IAM users' and roles' keys are checked; env.sh's keys act as the root user"
         )
-    typer.echo(f"  source {env_file}    # point boto3, the AWS CLI, kubectl, nodeswap at it")
-    typer.echo(f"  nodeswap sandbox report --dir {directory}")
+    # The rehearsal, ready to paste: every command here runs as printed once env.sh is sourced.
+    groups = " ".join(f"--asg {shlex.quote(name)}" for name in names)
+    there = shlex.quote(str(directory))
+    steps = [
+        (f"source {shlex.quote(str(env_file))}", "point boto3, the AWS CLI, kubectl, nodeswap at it"),
+        (f"nodeswap plan {groups} --ami {images['new']}", "what the replacement would do; changes nothing"),
+        (f"nodeswap replace {groups} --ami {images['new']}", "replace every node with the new AMI"),
+        (f"nodeswap sandbox report --dir {there}", "what the sandbox saw: PDB violations, lost pods"),
+    ]
     if detached:
-        typer.echo(f"  nodeswap sandbox down --dir {directory}")
-    else:
+        steps.append((f"nodeswap sandbox down --dir {there}", "stop the sandbox"))
+    width = max(len(command) for command, _ in steps)
+    typer.echo("next:")
+    for command, why in steps:
+        typer.echo(f"  {command.ljust(width)}  # {why}")
+    if not detached:
         typer.echo("  Ctrl-C stops it")

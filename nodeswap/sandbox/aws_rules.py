@@ -22,6 +22,8 @@ them with the rules below. Each rule cites the AWS documentation it follows:
 [LTDATA]    https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_RequestLaunchTemplateData.html
 [PUTHOOK]   https://docs.aws.amazon.com/autoscaling/ec2/APIReference/API_PutLifecycleHook.html
 [LTVERSION] https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_CreateLaunchTemplateVersion.html
+[LTSPEC]    https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_LaunchTemplateSpecification.html
+[EC2ERRORS] https://docs.aws.amazon.com/AWSEC2/latest/APIReference/errors-overview.html
 
 The rules run under the sandbox's lock: every API request and every timer holds it.
 """
@@ -29,6 +31,7 @@ The rules run under the sandbox's lock: every API request and every timer holds 
 from __future__ import annotations
 
 import copy
+import re
 import uuid
 from collections.abc import Callable, Iterable
 from contextvars import ContextVar
@@ -47,6 +50,7 @@ from moto.autoscaling.models import (
     TerminateInstanceActivity,
 )
 from moto.core.responses import ActionResult, EmptyResult
+from moto.ec2.exceptions import InvalidLaunchTemplateVersionNotFound
 from moto.ec2.models.instances import Instance
 from moto.ec2.models.launch_templates import LaunchTemplate, LaunchTemplateVersion
 from moto.ec2.responses.launch_templates import LaunchTemplates
@@ -753,11 +757,23 @@ def _create_launch_template_version_action(self: LaunchTemplates) -> ActionResul
         if template_id
         else self.ec2_backend.get_launch_template_by_name(name)
     )
-    token = _source_data.set(copy.deepcopy(template.get_version(source).data))
+    token = _source_data.set(copy.deepcopy(_source_version(template, source).data))
     try:
         return _MOTO_CREATE_VERSION_ACTION(self)
     finally:
         _source_data.reset(token)
+
+
+def _source_version(template: LaunchTemplate, source: str) -> LaunchTemplateVersion:
+    """The version a SourceVersion names: a version number [LTVERSION], or $Latest or $Default, which
+    EC2 resolves here as in a launch template specification [LTSPEC] (the API reference lists no alias
+    for SourceVersion, but EC2 accepts both, as the many scripts passing `--source-version '$Latest'`
+    rely on). Anything else names no version of the template: InvalidLaunchTemplateId.VersionNotFound
+    [EC2ERRORS]. moto would take "0" or "-1" for an index from the end, and fail on any other word."""
+    number = re.fullmatch(r"[1-9][0-9]*", source)
+    if source in ("$Latest", "$Default") or (number and int(source) <= len(template.versions)):
+        return template.get_version(source)
+    raise InvalidLaunchTemplateVersionNotFound(version=source, template_id=template.id)
 
 
 def _launch_template(self: InstanceState) -> dict[str, Any] | None:

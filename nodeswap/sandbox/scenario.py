@@ -1,8 +1,10 @@
 """The sandbox scenario: the AWS world the sandbox seeds, its timings and injected faults.
 
-A scenario is a YAML file (``configs/sandbox.yaml`` spells out the built-in default). Every field has
-a default, so an empty file is a valid scenario; unknown fields are rejected so that a typo never
-silently falls back to a default.
+A scenario is a YAML file. Every field has a default, so an empty file is a valid scenario, a bare one:
+no workloads, no lifecycle hooks. The default scenario, what the sandbox runs when given none, is
+``default.yaml`` beside this module (``configs/sandbox.yaml`` links to it), every field spelled out: the
+one source of the workloads that ``nodeswap demo`` and a fresh ``sandbox up`` rehearse with. Unknown
+fields are rejected so that a typo never silently falls back to a default.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from nodeswap.errors import ScenarioError
 from nodeswap.yamlfile import load_mapping, validated
+
+DEFAULT_SCENARIO = Path(__file__).with_name("default.yaml")
 
 
 class _Strict(BaseModel):
@@ -163,9 +167,8 @@ class Scenario(_Strict):
 
 
 def load_scenario(path: Path | None) -> Scenario:
-    """Read and validate a scenario file; None gives the built-in default."""
-    if path is None:
-        return Scenario()
+    """Read and validate a scenario file; None gives the default scenario."""
+    path = path or DEFAULT_SCENARIO
     example = "configs/sandbox.yaml"
     data = load_mapping(
         path,

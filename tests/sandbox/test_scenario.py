@@ -3,25 +3,77 @@ the file, the field and what was expected."""
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from nodeswap.errors import ScenarioError
-from nodeswap.sandbox.scenario import Scenario, load_scenario
+from nodeswap.sandbox.scenario import DEFAULT_SCENARIO, Scenario, load_scenario
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_configs_sandbox_yaml_is_the_built_in_default() -> None:
-    assert load_scenario(ROOT / "configs" / "sandbox.yaml") == Scenario()
-    assert load_scenario(None) == Scenario()
+def test_configs_sandbox_yaml_is_the_default_scenario() -> None:
+    assert (ROOT / "configs" / "sandbox.yaml").resolve() == DEFAULT_SCENARIO.resolve()
+    assert load_scenario(None) == load_scenario(DEFAULT_SCENARIO)
 
 
-def test_an_empty_file_is_the_default(tmp_path: Path) -> None:
+def test_an_empty_file_takes_the_schema_defaults(tmp_path: Path) -> None:
     path = tmp_path / "empty.yaml"
     path.write_text("")
     assert load_scenario(path) == Scenario()
+    assert Scenario().kubernetes.workloads == []
+
+
+def leaves(value: Any, path: tuple[str | int, ...] = ()) -> dict[tuple[str | int, ...], Any]:
+    """Every field of a scenario dump by its path; a list of mappings by index, other lists whole."""
+    if isinstance(value, dict):
+        return {p: v for key, item in value.items() for p, v in leaves(item, (*path, key)).items()}
+    if isinstance(value, list) and value and all(isinstance(item, dict) for item in value):
+        return {p: v for index, item in enumerate(value) for p, v in leaves(item, (*path, index)).items()}
+    return {path: value}
+
+
+def test_the_default_file_marks_what_a_scenario_that_leaves_a_field_out_gets() -> None:
+    """Where the default scenario differs from the schema's defaults, its line says what the schema
+    gives ("left out: ..."), so that a scenario written from it knows what it drops."""
+    default = load_scenario(None).model_dump(mode="json")
+    lines = DEFAULT_SCENARIO.read_text().splitlines()
+    differing = []
+    for path, bare in leaves(Scenario().model_dump(mode="json")).items():
+        value = default
+        for part in path:
+            value = value[part]
+        if value != bare:
+            (line,) = [line for line in lines if re.match(rf"\s*-?\s*{path[-1]}:", line)]
+            assert f"left out: {json.dumps(bare)}" in line, path
+            differing.append(path[-1])
+    # Slower machines, no termination hook, no workloads.
+    assert {"boot_seconds", "join_seconds", "lifecycle_hooks", "workloads"} <= set(differing)
+
+
+def test_the_default_scenario_rehearses_a_replacement_that_waits_on_budgets() -> None:
+    """Its workloads make `plan`, `replace` and `demo` move pods: a web Deployment behind a Service,
+    probed and with a preStop delay, more replicas than nodes under a budget of one at a time; a
+    StatefulSet with its own budget; a DaemonSet that drains leave in place."""
+    scenario = load_scenario(None)
+    by_kind: dict[str, dict[str, dict[str, Any]]] = {}
+    for manifest in scenario.kubernetes.workloads:
+        by_kind.setdefault(manifest["kind"], {})[manifest["metadata"]["name"]] = manifest
+    web = by_kind["Deployment"]["web"]["spec"]
+    (container,) = web["template"]["spec"]["containers"]
+    assert container["readinessProbe"]
+    assert container["lifecycle"]["preStop"]
+    assert by_kind["Service"]["web"]["spec"]["selector"] == web["selector"]["matchLabels"]
+    assert by_kind["PodDisruptionBudget"]["web"]["spec"]["maxUnavailable"] == 1
+    assert web["replicas"] >= 2 * scenario.groups[0].desired_capacity  # several on each node
+    db = by_kind["StatefulSet"]["db"]["spec"]
+    assert by_kind["PodDisruptionBudget"]["db"]["spec"]["selector"] == db["selector"]
+    assert by_kind["Service"]["db"]["spec"]["clusterIP"] == "None"
+    assert set(by_kind["DaemonSet"]) == {"node-agent"}
 
 
 @pytest.mark.parametrize(
