@@ -98,11 +98,7 @@ def measure(nodes: int, batch_pods: int, workdir: Path) -> dict[str, Any]:
         "evictions_per_node": round(
             sum(r["api"] == "kube" and r["subresource"] == "eviction" for r in ours) / replaced, 2
         ),
-        "requests_by_operation": dict(
-            Counter(
-                f"{r['api']} {r['operation']} {r['subresource'] or ''}".strip() for r in ours
-            ).most_common()
-        ),
+        "requests_by_operation": dict(Counter(_operation(r) for r in ours).most_common()),
         "pdb_violations": len(report["pdb_violations"]),
         "lost_pods": len(report["lost_pods"]),
         "sandbox_cpu_per_wall_second": round(sandbox_cpu / wall, 2),
