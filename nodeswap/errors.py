@@ -3,6 +3,7 @@
     NodeswapError            anything nodeswap explains to the user instead of a traceback
     ├── UsageError           bad input: a flag, a config or scenario file, a missing resource (exit 2)
     │   ├── ScenarioError    a sandbox scenario file that does not parse or validate
+    │   ├── Unreachable      an endpoint (AWS, the API server) that never answered cannot be connected to
     │   └── AccessDenied     the credentials' IAM policy lacks an action nodeswap needs (exit 2; once a
     │                        rollout has changed something, its run reports an OperationError instead)
     ├── RefusedError         preflight found causes that would stop the rollout; nothing changed (exit 3)
@@ -43,6 +44,16 @@ class UsageError(NodeswapError):
 
 class ScenarioError(UsageError):
     """A sandbox scenario file is malformed; nothing was started."""
+
+
+class Unreachable(UsageError):
+    """An endpoint that has not answered once cannot be connected to: a wrong address or a network in the
+    way, not a passing fault (``nodeswap.reach``). Raised by the adapters at first contact, at once;
+    nothing was changed."""
+
+    def __init__(self, service: str, endpoint: str, cause: str, remedy: str) -> None:
+        super().__init__(f"cannot connect to {service} at {endpoint}: {cause}", remedy)
+        self.endpoint = endpoint
 
 
 class AccessDenied(UsageError):

@@ -1,0 +1,230 @@
+"""An operator's first hour, through the CLI against the sandbox: an endpoint that cannot be reached is
+said at once, naming it and the fix; a kubeconfig or AWS configuration that cannot be used is an error
+with its fix (exit 2), never a traceback; while an endpoint that has answered and then fails is retried
+as before."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes.client.exceptions import ApiException
+
+from nodeswap.aws import Aws
+from nodeswap.errors import OperationError, Unreachable, UsageError
+from nodeswap.kube import Kube
+from tests.e2e import Cli
+from tests.sandbox_client import SandboxClient
+
+
+@pytest.fixture
+def sandbox_cli(sandbox: SandboxClient, tmp_path: Path) -> Cli:
+    """nodeswap pointed at the default scenario's sandbox (group `workers`)."""
+    return Cli(sandbox, tmp_path)
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on: connecting to it is refused."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+def assert_user_error(result: Any, *says: str) -> None:
+    """Exit 2 with `error:` and `fix:` lines on stderr, each of ``says`` among them, and no traceback."""
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.startswith("error: "), result.stderr
+    assert "\n  fix: " in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+    for text in says:
+        assert text in result.stderr
+
+
+# ----- 1. an endpoint that cannot be reached ------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", [["plan"], ["replace", "--yes"], ["status"]])
+def test_an_aws_endpoint_refusing_connections_is_said_at_once(sandbox_cli: Cli, command: list[str]) -> None:
+    endpoint = f"http://127.0.0.1:{closed_port()}"
+    sandbox_cli.env["AWS_ENDPOINT_URL"] = endpoint
+    started = time.monotonic()
+    result = sandbox_cli(*command, "--asg", "workers", timeout=60)
+    assert time.monotonic() - started < 10
+    assert_user_error(result, f"error: cannot connect to AWS at {endpoint}/: connection refused\n")
+    assert "AWS_ENDPOINT_URL" in result.stderr.splitlines()[1]  # the fix names what set the endpoint
+    assert len(result.stderr.splitlines()) == 2
+
+
+@pytest.mark.parametrize("command", [["plan"], ["replace", "--yes"], ["status"]])
+def test_an_api_server_refusing_connections_is_said_at_once(
+    sandbox_cli: Cli, tmp_path: Path, command: list[str]
+) -> None:
+    server = f"http://127.0.0.1:{closed_port()}"
+    config = yaml.safe_load(Path(sandbox_cli.env["KUBECONFIG"]).read_text())
+    config["clusters"][0]["cluster"]["server"] = server
+    kubeconfig = tmp_path / "unreachable"
+    kubeconfig.write_text(yaml.safe_dump(config))
+    started = time.monotonic()
+    result = sandbox_cli(*command, "--asg", "workers", "--kubeconfig", str(kubeconfig), timeout=60)
+    assert time.monotonic() - started < 10
+    assert_user_error(
+        result,
+        f"error: cannot connect to the Kubernetes API server at {server}: connection refused\n",
+        f"the server of context nodeswap-sandbox of {kubeconfig}",
+    )
+    assert len(result.stderr.splitlines()) == 2
+
+
+def test_an_endpoint_that_answered_and_then_fails_is_retried(
+    sandbox: SandboxClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once an endpoint has answered, a refused connection is a passing fault: tried again, 5 tries in
+    all, before the error (here the sandbox is gone for good; the waits are recorded, not slept)."""
+    for name, value in sandbox.sandbox.environment().items():
+        monkeypatch.setenv(name, value)
+    aws = Aws(region=sandbox.sandbox.scenario.region)
+    kube = Kube(kubeconfig=str(sandbox.kubeconfig(tmp_path)))
+    aws.groups(["workers"])
+    kube.nodes()
+    sandbox.sandbox.stop()
+    naps: list[float] = []
+    monkeypatch.setattr(time, "sleep", naps.append)
+    for request in (lambda: aws.groups(["workers"]), kube.nodes):
+        naps.clear()
+        with pytest.raises(OperationError) as raised:
+            request()
+        assert not isinstance(raised.value, Unreachable)
+        assert naps == [0.5, 1, 2, 4]
+
+
+def test_a_connection_dropped_at_first_contact_is_retried(sandbox: SandboxClient, sandbox_cli: Cli) -> None:
+    """The API server took the connection, then dropped it: a passing fault, not an unreachable server."""
+    sandbox.admin("PUT", "faults", [{"api": "kube", "operations": ["list"], "error": "drop", "limit": 1}])
+    result = sandbox_cli("status", "--asg", "workers")
+    assert result.returncode == 0, result.stdout + result.stderr
+    dropped = [r for r in sandbox.admin("GET", "report")["requests"] if r.get("fault") == "drop"]
+    assert len(dropped) == 1
+
+
+# ----- 2. a configuration that cannot be used ----------------------------------------------------
+
+
+def _edited(text: str, edit: Callable[[dict[str, Any]], object]) -> str:
+    config = yaml.safe_load(text)
+    edit(config)
+    return yaml.safe_dump(config)
+
+
+KUBECONFIGS: list[tuple[str, Callable[[str], str], list[str], tuple[str, ...]]] = [
+    (
+        "not-yaml",
+        lambda text: text.replace("clusters:", "clusters: [", 1),
+        [],
+        ("not valid YAML", "line "),
+    ),
+    ("not-a-mapping", lambda text: "- just\n- a list\n", [], ("is not a kubeconfig",)),
+    ("empty", lambda text: "", [], ("is not a kubeconfig",)),
+    (
+        "current-context-missing",
+        lambda text: _edited(text, lambda c: c.update({"current-context": "prod"})),
+        [],
+        ("context was not found for specified context: prod", "its contexts: nodeswap-sandbox"),
+    ),
+    (
+        "no-current-context",
+        lambda text: _edited(text, lambda c: c.pop("current-context")),
+        [],
+        ("sets no current-context", "pass --context NAME"),
+    ),
+    ("context-flag-missing", lambda text: text, ["--context", "prod"], ("specified context: prod",)),
+    (
+        "cluster-missing",
+        lambda text: _edited(text, lambda c: c.update({"clusters": []})),
+        [],
+        ('cluster "nodeswap-sandbox" was not found for context "nodeswap-sandbox"',),
+    ),
+    (
+        "server-missing",
+        lambda text: _edited(text, lambda c: c["clusters"][0]["cluster"].pop("server")),
+        [],
+        ('no server found for cluster "nodeswap-sandbox"', "https://HOST:PORT"),
+    ),
+    (
+        "user-missing",
+        lambda text: _edited(text, lambda c: c.update({"users": []})),
+        [],
+        ('user "nodeswap-sandbox" was not found for context "nodeswap-sandbox"',),
+    ),
+    (
+        "certificate-file-missing",
+        lambda text: _edited(
+            text,
+            lambda c: c["clusters"][0]["cluster"].update(
+                {"server": "https://127.0.0.1:6443", "certificate-authority": "/no/such/ca.crt"}
+            ),
+        ),
+        [],
+        ("/no/such/ca.crt",),
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("edit", "flags", "says"), [case[1:] for case in KUBECONFIGS], ids=[case[0] for case in KUBECONFIGS]
+)
+def test_a_kubeconfig_that_cannot_be_used_is_an_error_with_its_fix(
+    sandbox_cli: Cli, tmp_path: Path, edit: Callable[[str], str], flags: list[str], says: tuple[str, ...]
+) -> None:
+    kubeconfig = tmp_path / "edited"
+    kubeconfig.write_text(edit(Path(sandbox_cli.env["KUBECONFIG"]).read_text()))
+    sandbox_cli.env["KUBECONFIG"] = str(kubeconfig)
+    result = sandbox_cli("plan", "--asg", "workers", *flags)
+    assert_user_error(result, str(kubeconfig), *says)
+
+
+def test_credentials_the_api_server_rejects_at_first_contact_are_a_kubeconfig_error(
+    sandbox: SandboxClient, tmp_path: Path
+) -> None:
+    """A 401 before the API server has accepted anything: the kubeconfig's credentials (exit 2). Once it
+    has, a 401 is an answer like any other, for the caller (the sandbox accepts any token: the answers
+    here are the client's, at the adapter's boundary)."""
+    kube = Kube(kubeconfig=str(sandbox.kubeconfig(tmp_path)))
+
+    def unauthorized(*args: Any, **kwargs: Any) -> Any:
+        raise ApiException(status=401, reason="Unauthorized")
+
+    with pytest.raises(UsageError) as raised:
+        kube._request(unauthorized, "GET", f"{kube.target.server}/api/v1/nodes")
+    assert "rejected the credentials of context nodeswap-sandbox" in raised.value.message
+    kube.nodes()
+    with pytest.raises(ApiException):
+        kube._request(unauthorized, "GET", f"{kube.target.server}/api/v1/nodes")
+
+
+def test_no_kubeconfig_at_all(sandbox_cli: Cli, tmp_path: Path) -> None:
+    result = sandbox_cli("status", "--asg", "workers", "--kubeconfig", str(tmp_path / "absent"))
+    assert_user_error(result, f"no kubeconfig at {tmp_path / 'absent'}", "KUBECONFIG")
+
+
+@pytest.mark.parametrize(
+    ("variables", "says"),
+    [
+        ({"AWS_PROFILE": "prod"}, ("The config profile (prod) could not be found", "--profile")),
+        ({"AWS_CONFIG_FILE": "{tmp}/config"}, ("Unable to parse config file",)),
+        ({"AWS_ENDPOINT_URL": "ht!tp://sandbox"}, ("Invalid endpoint: ht!tp://sandbox", "http(s)://HOST")),
+    ],
+    ids=["unknown-profile", "config-not-ini", "endpoint-not-a-url"],
+)
+def test_an_aws_configuration_that_cannot_be_used_is_an_error_with_its_fix(
+    sandbox_cli: Cli, tmp_path: Path, variables: dict[str, str], says: tuple[str, ...]
+) -> None:
+    (tmp_path / "config").write_text("[default\nregion = us-east-1\n")
+    sandbox_cli.env.update({k: v.format(tmp=tmp_path) for k, v in variables.items()})
+    result = sandbox_cli("plan", "--asg", "workers")
+    assert_user_error(result, *says)
