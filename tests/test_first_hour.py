@@ -5,20 +5,27 @@ as before."""
 
 from __future__ import annotations
 
+import json
+import re
 import socket
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from kubernetes import client
 from kubernetes.client.exceptions import ApiException
+from moto.core import DEFAULT_ACCOUNT_ID
+from moto.ec2.models import ec2_backends
 
 from nodeswap.aws import Aws
 from nodeswap.errors import OperationError, Unreachable, UsageError
 from nodeswap.kube import Kube
-from tests.e2e import Cli
+from nodeswap.plan import age
+from tests.e2e import Cli, assert_converged, request, start_until
 from tests.sandbox_client import SandboxClient
 
 
@@ -95,10 +102,10 @@ def test_an_endpoint_that_answered_and_then_fails_is_retried(
     sandbox.sandbox.stop()
     naps: list[float] = []
     monkeypatch.setattr(time, "sleep", naps.append)
-    for request in (lambda: aws.groups(["workers"]), kube.nodes):
+    for call in (lambda: aws.groups(["workers"]), kube.nodes):
         naps.clear()
         with pytest.raises(OperationError) as raised:
-            request()
+            call()
         assert not isinstance(raised.value, Unreachable)
         assert naps == [0.5, 1, 2, 4]
 
@@ -228,3 +235,130 @@ def test_an_aws_configuration_that_cannot_be_used_is_an_error_with_its_fix(
     sandbox_cli.env.update({k: v.format(tmp=tmp_path) for k, v in variables.items()})
     result = sandbox_cli("plan", "--asg", "workers")
     assert_user_error(result, *says)
+
+
+# ----- 3. messages that mislead ------------------------------------------------------------------
+
+
+SURGE_RANGE = "a surge is 1 or more instances, or 1% to 100% of the desired capacity"
+
+
+@pytest.mark.parametrize("command", [["plan"], ["replace", "--yes"]])
+@pytest.mark.parametrize(
+    ("surge", "says"),
+    [
+        ("0", "out of range"),
+        ("500%", "out of range"),
+        ("0%", "out of range"),
+        ("lots", "not a number of instances or a percentage"),
+    ],
+)
+def test_a_surge_out_of_range_says_the_range(
+    sandbox_cli: Cli, command: list[str], surge: str, says: str
+) -> None:
+    result = sandbox_cli(*command, "--asg", "workers", "--surge", surge)
+    assert_user_error(result, f"--surge: {surge!r} is {says}; {SURGE_RANGE}")
+
+
+def test_a_config_file_error_names_the_file_the_group_and_the_key_as_written(
+    sandbox_cli: Cli, tmp_path: Path
+) -> None:
+    config = tmp_path / "replace.yaml"
+    config.write_text("drain_timeout: soon\ngroups:\n  workers:\n    surge: 500%\n    grace-period: -1\n")
+    result = sandbox_cli("plan", "--asg", "workers", "--config", str(config))
+    assert_user_error(
+        result,
+        f"error: {config}: invalid keys:\n",
+        "key drain_timeout: not a duration",
+        "key groups.workers.surge: out of range; a surge is 1 or more instances",
+        "key groups.workers.grace-period: Input should be greater than or equal to 0",
+    )
+    assert "--surge" not in result.stderr  # the value came from the file, not the flag
+
+
+@pytest.mark.parametrize(
+    ("days", "says"),
+    [(0.0001, "8s"), (0.004, "5m45s"), (0.2, "4h48m"), (1.5, "36h"), (3.25, "3d6h"), (10, "10d"), (-1, "0s")],
+)
+def test_ages_read_as_kubectl_shows_them(days: float, says: str) -> None:
+    assert age(timedelta(days=days)) == says
+
+
+def test_an_old_instance_is_replaced_for_its_age_and_says_it(
+    sandbox: SandboxClient, sandbox_cli: Cli
+) -> None:
+    """One instance launched ten days ago, the others just now: --older-than 7d picks that one, and the
+    plan says its age as it is."""
+    old = sandbox.group()["Instances"][0]["InstanceId"]
+    backend = ec2_backends[DEFAULT_ACCOUNT_ID][sandbox.sandbox.scenario.region]
+    with sandbox.sandbox.lock:
+        instance = backend.get_instance(old)
+        instance.launch_time = instance.launch_time - timedelta(days=10)
+    result = sandbox_cli("plan", "--asg", "workers", "--older-than", "7d", "--output", "json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    (group,) = json.loads(result.stdout)["groups"]
+    (replaced,) = group["instances"]
+    assert replaced["instance"] == old
+    assert replaced["reason"] == "launched 10d ago, older than 7d"
+    assert abs(replaced["age_seconds"] - 10 * 86400) < 600
+    text = sandbox_cli("plan", "--asg", "workers", "--older-than", "7d")
+    assert "Instances to replace: launched 10d ago, older than 7d" in text.stdout
+    assert re.search(rf"│ {old} .* │ 10d │", text.stdout), text.stdout
+
+
+def test_a_run_that_waited_for_the_lock_plans_the_group_as_it_is_then(world: SandboxClient, cli: Cli) -> None:
+    """Another run holds the group's lock; while this one waits, the group is pointed at a new launch
+    template version and the lock is given up. The plan is made from the group as it is once locked,
+    not as it was described before the wait."""
+    leases = client.CoordinationV1Api(world.kube())
+    now = datetime.now(UTC)
+    spec = client.V1LeaseSpec(
+        holder_identity="ops-laptop/4242/abcd", lease_duration_seconds=60, acquire_time=now, renew_time=now
+    )
+    leases.create_namespaced_lease(
+        "kube-system", client.V1Lease(metadata=client.V1ObjectMeta(name="nodeswap-workers"), spec=spec)
+    )
+    before = world.group()
+    waiting = start_until(
+        world, cli, ["replace", "--asg", "workers", "--yes"], request("kube", "watch:leases")
+    )
+    template = before["LaunchTemplate"]["LaunchTemplateId"]
+    world.ec2.create_launch_template_version(
+        LaunchTemplateId=template, SourceVersion="1", LaunchTemplateData={"ImageId": cli.new_image()}
+    )
+    world.autoscaling.update_auto_scaling_group(
+        AutoScalingGroupName="workers", LaunchTemplate={"LaunchTemplateId": template, "Version": "2"}
+    )
+    leases.delete_namespaced_lease("nodeswap-workers", "kube-system")
+    stdout, stderr = waiting.communicate(timeout=180)
+    assert waiting.returncode == 0, stdout + stderr
+    assert "the lock is held by ops-laptop/4242/abcd" in stdout
+    assert "replaced 3 nodes" in stdout
+    assert_converged(world, before, "2")
+
+
+def test_a_resumed_run_announces_the_surge_it_performs(world: SandboxClient, cli: Cli) -> None:
+    """Killed once the group is surged (desired 3 -> 6): the plan and the run that continues it say the
+    surge from the recorded capacity, already done, not another one on top (6 -> 9)."""
+    before = world.group()
+    command = ["replace", "--asg", "workers", "--ami", cli.new_image(), "--yes"]
+    first = start_until(world, cli, command, request("aws", "UpdateAutoScalingGroup", DesiredCapacity=6))
+    first.kill()
+    first.communicate()
+    planned = cli("plan", *command[1:-1], "--output", "json")
+    (group,) = json.loads(planned.stdout)["groups"]
+    assert group["capacity"] | {"max_size": 0} == {
+        "desired": 6,
+        "desired_before": 3,
+        "max_size": 0,
+        "surge": 3,
+        "max_size_needed": 6,
+        "raises_max_size": False,
+    }
+    text = cli("plan", *command[1:-1])
+    assert "surge desired 3 -> 6; it is 6 now, as the interrupted rollout left it" in text.stdout
+    resumed = cli(*command)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "surge 3 (desired 3 -> 6; it is 6 now, as the interrupted rollout left it)" in resumed.stdout
+    assert "-> 9" not in resumed.stdout
+    assert_converged(world, before, "2")

@@ -3,12 +3,12 @@ checks of option values that more than one command takes."""
 
 from __future__ import annotations
 
-import re
 from datetime import timedelta
 from typing import Annotated, Literal
 
 import typer
 
+from nodeswap import values
 from nodeswap.errors import UsageError
 
 Asg = Annotated[list[str] | None, typer.Option("--asg", help="Auto Scaling group (repeatable).")]
@@ -21,18 +21,21 @@ Output = Annotated[str, typer.Option(help="text or json.")]
 Yes = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
 
 Format = Literal["text", "json"]
-_DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 
 
 def duration(text: str, option: str) -> timedelta:
     """kubectl-style durations: 90s, 15m, 1h30m, 7d."""
-    match = _DURATION.match(text.strip())
-    if not text.strip() or not match:
-        raise UsageError(
-            f"{option}: {text!r} is not a duration", f"write it like 90s, 15m, 1h30m or 7d ({option})"
-        )
-    days, hours, minutes, seconds = (int(part or 0) for part in match.groups())
-    return timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
+    try:
+        return values.duration(text)
+    except ValueError as exc:
+        raise UsageError(f"{option}: {text!r} is {exc}", f"pass it like {option} 1h30m") from exc
+
+
+def surge(text: str) -> int | str:
+    try:
+        return values.surge(text)
+    except ValueError as exc:
+        raise UsageError(f"--surge: {text!r} is {exc}", "pass it like --surge 3 or --surge 25%") from exc
 
 
 def checked_output(text: str) -> Format:

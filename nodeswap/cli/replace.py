@@ -24,7 +24,11 @@ def replace(  # noqa: PLR0917 - a Typer command: its parameters are the command 
         str | None, typer.Option(help="Replace instances older than this (e.g. 7d).")
     ] = None,
     ami: Annotated[
-        str | None, typer.Option(help="First create a launch template version with this AMI.")
+        str | None,
+        typer.Option(
+            help="The AMI to roll out: instances running another are outdated; replace has the group "
+            "launch it from a new launch template version."
+        ),
     ] = None,
     ignore_daemonsets: Annotated[bool, typer.Option(help="Leave DaemonSet pods in place.")] = True,
     delete_emptydir_data: Annotated[
