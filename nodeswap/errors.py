@@ -7,10 +7,11 @@
     │   └── AccessDenied     the credentials' IAM policy lacks an action nodeswap needs (exit 2; once a
     │                        rollout has changed something, its run reports an OperationError instead)
     ├── RefusedError         preflight found causes that would stop the rollout; nothing changed (exit 3)
+    ├── Declined             the answer at the confirmation prompt was no; nothing changed (exit 6)
     └── OperationError       the systems refused or failed an operation; state is as reported (exit 1)
         └── RolledBack       a wave failed and was rolled back: the group is consistent again (exit 4)
 
-Every error carries a remedy: the one thing the reader should do next.
+Every error carries a remedy: the one thing the reader should do next (but Declined: the reader chose).
 """
 
 from __future__ import annotations
@@ -23,12 +24,14 @@ EXIT_USAGE = 2
 EXIT_REFUSED = 3
 EXIT_ROLLED_BACK = 4
 EXIT_INTERRUPTED_ROLLOUT = 5  # `status`: a rollout is interrupted; continue or abort it
+EXIT_DECLINED = 6  # the confirmation was answered no: nothing was changed
 
 
 class NodeswapError(Exception):
     """An error with a message for the user and the remedy to try next."""
 
     exit_code = EXIT_FAILURE
+    label = "error"  # what the message is, as the CLI prints it: "error: <message>"
 
     def __init__(self, message: str, remedy: str = "") -> None:
         super().__init__(message)
@@ -84,6 +87,16 @@ class RefusedError(NodeswapError):
             "fix each cause above (or pass the flag it names) and re-run; nothing was changed",
         )
         self.blockers = blockers
+
+
+class Declined(NodeswapError):
+    """The user answered no when asked to confirm: not an error, and nothing was changed."""
+
+    exit_code = EXIT_DECLINED
+    label = "declined"
+
+    def __init__(self) -> None:
+        super().__init__("nothing was changed")
 
 
 class OperationError(NodeswapError):

@@ -95,7 +95,7 @@ def replace_groups(
     settings_for: Callable[[str], RolloutSettings],
     emit: Emit,
     *,
-    confirm: Callable[[list[GroupPlan]], bool] = lambda plans: True,
+    confirm: Callable[[list[GroupPlan]], None] = lambda plans: None,
 ) -> list[Summary]:
     """Lock every group (a concurrent run is refused before anything is planned), plan them, refuse if
     any plan has a blocker (nothing changed yet), then replace the groups one after the other. The cluster
@@ -119,8 +119,7 @@ def replace_groups(
         todo = [p for p in plans if p.outdated or rollouts[p.group.name].record is not None]
         if dry_run or not todo:
             return [Summary(p.group.name, nothing_to_do=not p.outdated, dry_run=dry_run) for p in plans]
-        if not confirm(todo):
-            raise OperationError("not confirmed; nothing was changed", "re-run and answer y, or pass --yes")
+        confirm(todo)  # raises unless confirmed
         return [rollouts[plan.group.name].run(plan, locks[plan.group.name], cluster) for plan in todo]
 
 

@@ -1,13 +1,15 @@
 """An operator's first hour, through the CLI against the sandbox: an endpoint that cannot be reached is
 said at once, naming it and the fix; a kubeconfig or AWS configuration that cannot be used is an error
 with its fix (exit 2), never a traceback; while an endpoint that has answered and then fails is retried
-as before."""
+as before; messages say what is true (ranges, keys as written, ages, what a resumed run does); a
+confirmation is asked on stderr and answered no exits 6."""
 
 from __future__ import annotations
 
 import json
 import re
 import socket
+import subprocess
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -25,7 +27,7 @@ from nodeswap.aws import Aws
 from nodeswap.errors import OperationError, Unreachable, UsageError
 from nodeswap.kube import Kube
 from nodeswap.plan import age
-from tests.e2e import Cli, assert_converged, request, start_until
+from tests.e2e import Cli, assert_converged, changes, ours, request, start_until
 from tests.sandbox_client import SandboxClient
 
 
@@ -46,7 +48,7 @@ def closed_port() -> int:
 def assert_user_error(result: Any, *says: str) -> None:
     """Exit 2 with `error:` and `fix:` lines on stderr, each of ``says`` among them, and no traceback."""
     assert result.returncode == 2, result.stdout + result.stderr
-    assert result.stderr.startswith("error: "), result.stderr
+    assert result.stderr.startswith("error: ") or "\nerror: " in result.stderr, result.stderr
     assert "\n  fix: " in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
     for text in says:
@@ -362,3 +364,54 @@ def test_a_resumed_run_announces_the_surge_it_performs(world: SandboxClient, cli
     assert "surge 3 (desired 3 -> 6; it is 6 now, as the interrupted rollout left it)" in resumed.stdout
     assert "-> 9" not in resumed.stdout
     assert_converged(world, before, "2")
+
+
+# ----- 4. prompts --------------------------------------------------------------------------------
+
+
+def answering(cli: Cli, answer: str | None, *args: str) -> subprocess.CompletedProcess[str]:
+    """nodeswap with ``answer`` on its standard input (None: standard input closed)."""
+    return subprocess.run(
+        cli.command(*args),
+        input=answer,
+        stdin=subprocess.DEVNULL if answer is None else None,
+        capture_output=True,
+        text=True,
+        env=cli.env,
+        timeout=180,
+        check=False,
+    )
+
+
+def test_with_no_terminal_the_confirmation_says_to_pass_yes(world: SandboxClient, cli: Cli) -> None:
+    result = answering(cli, None, "replace", "--asg", "workers", "--ami", cli.new_image())
+    assert_user_error(result, "[y/N]: \nerror: no terminal to confirm on", "pass --yes")
+    assert "Aborted" not in result.stderr
+    assert changes(ours(world)) == []
+
+
+def test_the_prompt_goes_to_stderr_and_no_exits_6_changing_nothing(world: SandboxClient, cli: Cli) -> None:
+    command = ["replace", "--asg", "workers", "--ami", cli.new_image(), "--output", "json"]
+    declined = answering(cli, "n\n", *command)
+    assert declined.returncode == 6, declined.stdout + declined.stderr
+    assert declined.stderr == "replace 3 instances? [y/N]: declined: nothing was changed\n"
+    assert [json.loads(line)["phase"] for line in declined.stdout.splitlines()][-1] == "plan"
+    assert changes(ours(world)) == []
+    before = world.group()
+    confirmed = answering(cli, "y\n", *command)
+    assert confirmed.returncode == 0, confirmed.stdout + confirmed.stderr
+    assert json.loads(confirmed.stdout.splitlines()[-1])["summary"][0]["nodes_replaced"] == 3  # all JSON
+    assert_converged(world, before, "2")
+
+
+def test_abort_answered_no_exits_6_and_leaves_the_rollout(world: SandboxClient, cli: Cli) -> None:
+    command = ["replace", "--asg", "workers", "--ami", cli.new_image(), "--yes"]
+    first = start_until(world, cli, command, request("aws", "UpdateAutoScalingGroup", DesiredCapacity=6))
+    first.kill()
+    first.communicate()
+    mutations = len(changes(ours(world)))
+    declined = answering(cli, "no\n", "abort", "--asg", "workers")
+    assert declined.returncode == 6, declined.stdout + declined.stderr
+    assert "undo the rollout of workers? [y/N]: declined: nothing was changed" in declined.stderr
+    assert len(changes(ours(world))) == mutations
+    assert world.group()["DesiredCapacity"] == 6

@@ -2,7 +2,7 @@
 
 Exit codes: 0 success or nothing to do; 1 failure (the state is as reported: `nodeswap status` shows it);
 2 bad usage or configuration; 3 refused by preflight; 4 a wave failed and was rolled back; 5 (`status`)
-a rollout is interrupted; 130 interrupted (Ctrl-C).
+a rollout is interrupted; 6 the confirmation was answered no (nothing changed); 130 interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ class _Group(TyperGroup):
         try:
             return super().invoke(ctx)
         except NodeswapError as exc:
-            typer.echo(f"error: {exc.message}", err=True)
+            typer.echo(f"{exc.label}: {exc.message}", err=True)
             if exc.remedy:
                 typer.echo(f"  fix: {exc.remedy}", err=True)
             raise typer.Exit(exc.exit_code) from exc

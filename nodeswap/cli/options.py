@@ -3,13 +3,14 @@ checks of option values that more than one command takes."""
 
 from __future__ import annotations
 
+import sys
 from datetime import timedelta
 from typing import Annotated, Literal
 
 import typer
 
 from nodeswap import values
-from nodeswap.errors import UsageError
+from nodeswap.errors import Declined, UsageError
 
 Asg = Annotated[list[str] | None, typer.Option("--asg", help="Auto Scaling group (repeatable).")]
 AsgTag = Annotated[str | None, typer.Option("--asg-tag", help="Select groups by tag KEY=VALUE.")]
@@ -36,6 +37,26 @@ def surge(text: str) -> int | str:
         return values.surge(text)
     except ValueError as exc:
         raise UsageError(f"--surge: {text!r} is {exc}", "pass it like --surge 3 or --surge 25%") from exc
+
+
+def confirm(question: str) -> None:
+    """Ask on stderr (stdout is the command's output, JSON with --output json) and read the answer from
+    standard input: Declined for no. With no answer to read (standard input closed or at its end: no
+    terminal), a UsageError saying to pass --yes."""
+    while True:
+        typer.echo(f"{question} [y/N]: ", nl=False, err=True)
+        line = sys.stdin.readline() if sys.stdin is not None else ""
+        if not line:
+            typer.echo(err=True)
+            raise UsageError(
+                "no terminal to confirm on: standard input is closed, or ended without an answer",
+                "pass --yes to go ahead without being asked",
+            )
+        answer = line.strip().lower()
+        if answer in ("y", "yes"):
+            return
+        if answer in ("", "n", "no"):
+            raise Declined()
 
 
 def checked_output(text: str) -> Format:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from nodeswap.cli.options import Asg, AsgTag, Context, Kubeconfig, Profile, Region, Yes
+from nodeswap.cli.options import Asg, AsgTag, Context, Kubeconfig, Profile, Region, Yes, confirm
 
 if TYPE_CHECKING:
     from nodeswap.plan import GroupPlan
@@ -80,7 +80,9 @@ def replace(  # noqa: PLR0917 - a Typer command: its parameters are the command 
     dry_run: Annotated[bool, typer.Option(help="Plan and check, change nothing.")] = False,
     output: Annotated[str, typer.Option(help="text or json (one event per line).")] = "text",
 ) -> None:
-    """Replace the outdated worker nodes of Auto Scaling groups without dropping any PodDisruptionBudget."""
+    """Replace the outdated worker nodes of Auto Scaling groups without dropping any PodDisruptionBudget.
+
+    Asks to confirm once the plan is printed, unless --yes; answered no, it exits 6 and changes nothing."""
     # Here, not at the top: --help and --version never load the SDKs (see nodeswap.cli.session).
     from nodeswap.cli.output import Renderer  # noqa: PLC0415
     from nodeswap.cli.session import prepare  # noqa: PLC0415
@@ -89,10 +91,9 @@ def replace(  # noqa: PLR0917 - a Typer command: its parameters are the command 
 
     prepared = prepare(ctx)
 
-    def confirm(plans: list[GroupPlan]) -> bool:
-        return yes or typer.confirm(
-            f"replace {sum(len(p.outdated) for p in plans)} instances?", default=False
-        )
+    def confirmed(plans: list[GroupPlan]) -> None:
+        if not yes:
+            confirm(f"replace {sum(len(p.outdated) for p in plans)} instances?")
 
     renderer = Renderer(prepared.output)
     try:
@@ -102,7 +103,7 @@ def replace(  # noqa: PLR0917 - a Typer command: its parameters are the command 
             prepared.groups,
             prepared.settings_for,
             renderer.event,
-            confirm=confirm,
+            confirm=confirmed,
         )
     except KeyboardInterrupt:
         # The lock is released by now; say where each group stands and both ways on.
