@@ -2,14 +2,17 @@
 said at once, naming it and the fix; a kubeconfig or AWS configuration that cannot be used is an error
 with its fix (exit 2), never a traceback; while an endpoint that has answered and then fails is retried
 as before; messages say what is true (ranges, keys as written, ages, what a resumed run does); a
-confirmation is asked on stderr and answered no exits 6."""
+confirmation is asked on stderr and answered no exits 6; every command's help reads whole at 80
+columns."""
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -17,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import typer
 import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
@@ -24,6 +28,7 @@ from moto.core import DEFAULT_ACCOUNT_ID
 from moto.ec2.models import ec2_backends
 
 from nodeswap.aws import Aws
+from nodeswap.cli import app
 from nodeswap.errors import OperationError, Unreachable, UsageError
 from nodeswap.kube import Kube
 from nodeswap.plan import age
@@ -415,3 +420,48 @@ def test_abort_answered_no_exits_6_and_leaves_the_rollout(world: SandboxClient, 
     assert "undo the rollout of workers? [y/N]: declined: nothing was changed" in declined.stderr
     assert len(changes(ours(world))) == mutations
     assert world.group()["DesiredCapacity"] == 6
+
+
+# ----- 5. help -----------------------------------------------------------------------------------
+
+
+def _commands() -> list[tuple[list[str], list[str]]]:
+    """Every command's path (the tool itself first) and its option names, from the CLI's definition."""
+    found: list[tuple[list[str], list[str]]] = []
+
+    def walk(command: Any, path: list[str]) -> None:
+        names = [o for param in command.params for o in (*param.opts, *param.secondary_opts) if o[0] == "-"]
+        found.append((path, names))
+        for name, sub in sorted(getattr(command, "commands", {}).items()):
+            walk(sub, [*path, name])
+
+    walk(typer.main.get_command(app), [])
+    return found
+
+
+COMMANDS = _commands()
+# demo's and the sandbox's options and descriptions are their own modules' (nodeswap/cli/demo.py,
+# nodeswap/cli/sandbox.py): their option names are checked whole, not yet their types and descriptions.
+THEIR_OWN = (["demo"], ["sandbox"])
+
+
+@pytest.mark.parametrize(
+    ("path", "options"), COMMANDS, ids=[" ".join(path) or "nodeswap" for path, _ in COMMANDS]
+)
+def test_help_reads_whole_at_80_columns(path: list[str], options: list[str]) -> None:
+    shown = subprocess.run(
+        [sys.executable, "-m", "nodeswap", *path, "--help"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "80"},
+        timeout=60,
+        check=False,
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert not [line for line in shown.stdout.splitlines() if len(line) > 80], shown.stdout
+    assert "…" not in shown.stdout  # no option name cut
+    for option in options:
+        assert re.search(rf"(?<![\w-]){re.escape(option)}(?![\w-])", shown.stdout), option
+    if path[:1] not in THEIR_OWN:
+        assert "..." not in shown.stdout.partition("\nCommands:\n")[2], shown.stdout  # no description cut
+        assert not re.search(r"<\w+(\[|>| range)", shown.stdout), shown.stdout  # <bool>, <list[str]>

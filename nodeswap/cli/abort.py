@@ -22,6 +22,7 @@ from nodeswap.cli.options import (
     checked_output,
     confirm,
     duration,
+    duration_option,
 )
 
 
@@ -29,9 +30,9 @@ def abort(  # noqa: PLR0917 - a Typer command: its parameters are the command li
     asg: Asg = None,
     asg_tag: AsgTag = None,
     drain_timeout: Annotated[
-        str, typer.Option(help="Give up moving pods off the new nodes after this long.")
+        str, duration_option("Give up moving pods off the new nodes after this long.")
     ] = "15m",
-    lock_duration: Annotated[str, typer.Option(help="How long the group's lock outlives this run.")] = "60s",
+    lock_duration: Annotated[str, duration_option("How long the group's lock outlives this run.")] = "60s",
     region: Region = None,
     profile: Profile = None,
     kubeconfig: Kubeconfig = None,

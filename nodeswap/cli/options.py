@@ -5,21 +5,31 @@ from __future__ import annotations
 
 import sys
 from datetime import timedelta
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import typer
 
 from nodeswap import values
 from nodeswap.errors import Declined, UsageError
 
-Asg = Annotated[list[str] | None, typer.Option("--asg", help="Auto Scaling group (repeatable).")]
-AsgTag = Annotated[str | None, typer.Option("--asg-tag", help="Select groups by tag KEY=VALUE.")]
-Region = Annotated[str | None, typer.Option(envvar="AWS_REGION", help="AWS region.")]
-Profile = Annotated[str | None, typer.Option(envvar="AWS_PROFILE", help="AWS profile.")]
-Kubeconfig = Annotated[str | None, typer.Option(envvar="KUBECONFIG", help="kubeconfig file.")]
-Context = Annotated[str | None, typer.Option(help="kubeconfig context.")]
-Output = Annotated[str, typer.Option(help="text or json.")]
+Asg = Annotated[
+    list[str] | None, typer.Option("--asg", metavar="NAME", help="Auto Scaling group (repeatable).")
+]
+AsgTag = Annotated[
+    str | None, typer.Option("--asg-tag", metavar="KEY=VALUE", help="Select groups by tag KEY=VALUE.")
+]
+Region = Annotated[str | None, typer.Option(envvar="AWS_REGION", metavar="REGION", help="AWS region.")]
+Profile = Annotated[str | None, typer.Option(envvar="AWS_PROFILE", metavar="NAME", help="AWS profile.")]
+Kubeconfig = Annotated[str | None, typer.Option(envvar="KUBECONFIG", metavar="FILE", help="kubeconfig file.")]
+Context = Annotated[str | None, typer.Option(metavar="NAME", help="kubeconfig context.")]
+Output = Annotated[str, typer.Option(metavar="text|json", help="text or json.")]
 Yes = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
+
+
+def duration_option(text: str) -> Any:
+    """An option that takes a duration (90s, 15m, 1h30m, 7d), with ``text`` as its help."""
+    return typer.Option(metavar="DURATION", help=text)
+
 
 Format = Literal["text", "json"]
 
