@@ -13,12 +13,14 @@ from __future__ import annotations
 import dataclasses
 import functools
 import re
+import threading
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import boto3
 import botocore.session
@@ -26,15 +28,26 @@ from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
+    ConfigNotFound,
+    ConfigParseError,
+    CredentialRetrievalError,
     HTTPClientError,
+    InvalidConfigError,
+    InvalidRegionError,
     NoCredentialsError,
     NoRegionError,
+    PartialCredentialsError,
+    ProfileNotFound,
+    SSOError,
+    TokenRetrievalError,
 )
 from botocore.exceptions import ConnectionError as BotoConnectionError
+from botocore.parsers import ResponseParserError
 
 from nodeswap import USER_AGENT
-from nodeswap.errors import AccessDenied, OperationError, UsageError
+from nodeswap.errors import AccessDenied, OperationError, Unreachable, UsageError
 from nodeswap.model import Group, Instance, LaunchSpec, LifecycleHook, Resources
+from nodeswap.reach import CONNECT_TIMEOUT, failure
 from nodeswap.retry import retrying
 
 T = TypeVar("T")
@@ -66,6 +79,30 @@ _TRANSIENT_STATUSES = frozenset({500, 502, 503, 504})
 STATE_TAG_PREFIX = "nodeswap.io/"
 _FINISHED = ("Successful", "Failed", "Cancelled")
 
+# How AWS answers a request whose credentials it does not accept: unknown, expired, or signed wrongly
+# (AWS API reference, "Common Errors"; EC2 "Error codes for the Amazon EC2 API").
+REJECTED_CREDENTIALS_CODES = frozenset(
+    {
+        "UnrecognizedClientException",
+        "InvalidClientTokenId",
+        "AuthFailure",
+        "SignatureDoesNotMatch",
+        "IncompleteSignature",
+        "MissingAuthenticationToken",
+        "ExpiredToken",
+        "ExpiredTokenException",
+        "RequestExpired",
+    }
+)
+# What botocore raises for an AWS configuration it cannot use, and for credentials it cannot get.
+_CONFIGURATION_ERRORS = (
+    ProfileNotFound,
+    ConfigNotFound,
+    ConfigParseError,
+    InvalidConfigError,
+    InvalidRegionError,
+)
+_CREDENTIALS_ERRORS = (PartialCredentialsError, CredentialRetrievalError, TokenRetrievalError, SSOError)
 # How AWS answers a call the caller's IAM policy does not allow: Auto Scaling (and IAM, STS) 403
 # AccessDenied; EC2 403 UnauthorizedOperation; the JSON-protocol services AccessDeniedException.
 ACCESS_DENIED_CODES = frozenset({"AccessDenied", "AccessDeniedException", "UnauthorizedOperation"})
@@ -119,26 +156,37 @@ def _translated(what: str) -> Iterator[None]:
         raise UsageError(
             f"no AWS region set while trying to {what}", "pass --region or set AWS_REGION"
         ) from exc
+    except _CONFIGURATION_ERRORS as exc:
+        raise UsageError(
+            f"the AWS configuration does not work, trying to {what}: {exc}",
+            "fix --region, --profile (AWS_PROFILE) or the file named; aws configure list shows what is used",
+        ) from exc
+    except _CREDENTIALS_ERRORS as exc:
+        raise UsageError(
+            f"could not get AWS credentials, trying to {what}: {exc}",
+            "renew them (aws sso login for an SSO profile) or fix the profile's credential source",
+        ) from exc
     except ClientError as exc:
         error = exc.response.get("Error", {})
         code, message = error.get("Code", "Unknown"), error.get("Message", str(exc))
         if code in ACCESS_DENIED_CODES:
             raise _denied(what, exc.operation_name, code, message) from exc
-        if code in (
-            "UnrecognizedClientException",
-            "InvalidClientTokenId",
-            "AuthFailure",
-            "SignatureDoesNotMatch",
-        ):
+        if code in REJECTED_CREDENTIALS_CODES:
             raise UsageError(
                 f"AWS rejected the credentials ({code}) while trying to {what}: {message}",
-                "check the profile or keys and the region",
+                "renew them, or check the profile or keys and the region (aws sts get-caller-identity "
+                "tries them)",
             ) from exc
         raise OperationError(
             f"AWS refused to {what}: {code}: {message}", "see the message; re-run when fixed"
         ) from exc
     except BotoCoreError as exc:
         raise OperationError(f"could not {what}: {exc}", "check the network and AWS_ENDPOINT_URL") from exc
+    except ResponseParserError as exc:  # not a BotoCoreError: an answer in no format AWS's API uses
+        raise OperationError(
+            f"could not {what}: the answer does not parse as AWS's API",
+            "check that AWS_ENDPOINT_URL, if set, and any proxy (HTTPS_PROXY) lead to AWS's API",
+        ) from exc
 
 
 def _denied(what: str, operation: str, code: str, message: str) -> AccessDenied:
@@ -171,6 +219,48 @@ def _autoscaling_operations() -> frozenset[str]:
     return frozenset(botocore.session.get_session().get_service_model("autoscaling").operation_names)
 
 
+@contextmanager
+def _endpoint_checked() -> Iterator[None]:
+    """botocore's ValueError for an endpoint URL it cannot use, as what it is: a configuration error."""
+    try:
+        yield
+    except ValueError as exc:
+        raise UsageError(
+            f"{exc}: the AWS endpoint (from AWS_ENDPOINT_URL or the profile's endpoint_url) is not a URL",
+            "write it as http(s)://HOST[:PORT], or unset it to use AWS's own",
+        ) from exc
+
+
+def _first_contact(sdk: Any) -> Any:
+    """The client, raising Unreachable at once for a connection it cannot make until its endpoint has
+    answered once (``nodeswap.reach``); from then on such a failure is transient, and retried."""
+    answered = threading.Event()
+
+    def answer(**_: Any) -> None:
+        answered.set()
+
+    def failed(exception: BaseException, **_: Any) -> None:
+        if isinstance(exception, BotoConnectionError) and not answered.is_set():
+            endpoint = exception.kwargs.get("endpoint_url") or sdk.meta.endpoint_url
+            raise Unreachable("AWS", endpoint, failure(exception), _reach_remedy(endpoint)) from exception
+
+    # botocore's hooks around every call: after-call once an answer came (an error response too),
+    # after-call-error when none did.
+    sdk.meta.events.register("after-call", answer)
+    sdk.meta.events.register("after-call-error", failed)
+    return sdk
+
+
+def _reach_remedy(endpoint: str) -> str:
+    host = urlsplit(endpoint).hostname or ""
+    if host.endswith((".amazonaws.com", ".amazonaws.com.cn")):
+        return f"check that this machine reaches {host} (network, firewall, HTTPS_PROXY) and --region"
+    return (
+        "the endpoint is AWS_ENDPOINT_URL's (or the profile's endpoint_url): point it at a running endpoint, "
+        "or unset it to use AWS's own"
+    )
+
+
 class Aws:
     """One run's clients. What never changes once described is described once per ``Aws``: an instance's
     launch time and image (by instance id), a launch template version's data (by template and number), a
@@ -179,12 +269,17 @@ class Aws:
     nodeswap creates one."""
 
     def __init__(self, region: str | None = None, profile: str | None = None) -> None:
-        with _translated("set up the AWS session"):
+        with _translated("set up the AWS session"), _endpoint_checked():
             session = boto3.Session(region_name=region, profile_name=profile)
             # Connections kept open: the requests a rollout makes at once (run.IN_FLIGHT), and room.
-            config = Config(user_agent_extra=USER_AGENT, retries=RETRIES, max_pool_connections=CONNECTIONS)
-            self.autoscaling = session.client("autoscaling", config=config)
-            self.ec2 = session.client("ec2", config=config)
+            config = Config(
+                user_agent_extra=USER_AGENT,
+                retries=RETRIES,
+                max_pool_connections=CONNECTIONS,
+                connect_timeout=CONNECT_TIMEOUT,
+            )
+            self.autoscaling = _first_contact(session.client("autoscaling", config=config))
+            self.ec2 = _first_contact(session.client("ec2", config=config))
         self.region = session.region_name
         self._details: dict[str, tuple[datetime, str]] = {}  # instance id -> launch time, image
         self._versions: dict[tuple[str, str], dict[str, Any]] = {}  # (template, number) -> its data

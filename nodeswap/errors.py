@@ -3,13 +3,15 @@
     NodeswapError            anything nodeswap explains to the user instead of a traceback
     ├── UsageError           bad input: a flag, a config or scenario file, a missing resource (exit 2)
     │   ├── ScenarioError    a sandbox scenario file that does not parse or validate
+    │   ├── Unreachable      an endpoint (AWS, the API server) that never answered cannot be connected to
     │   └── AccessDenied     the credentials' IAM policy lacks an action nodeswap needs (exit 2; once a
     │                        rollout has changed something, its run reports an OperationError instead)
     ├── RefusedError         preflight found causes that would stop the rollout; nothing changed (exit 3)
+    ├── Declined             the answer at the confirmation prompt was no; nothing changed (exit 6)
     └── OperationError       the systems refused or failed an operation; state is as reported (exit 1)
         └── RolledBack       a wave failed and was rolled back: the group is consistent again (exit 4)
 
-Every error carries a remedy: the one thing the reader should do next.
+Every error carries a remedy: the one thing the reader should do next (but Declined: the reader chose).
 """
 
 from __future__ import annotations
@@ -22,12 +24,14 @@ EXIT_USAGE = 2
 EXIT_REFUSED = 3
 EXIT_ROLLED_BACK = 4
 EXIT_INTERRUPTED_ROLLOUT = 5  # `status`: a rollout is interrupted; continue or abort it
+EXIT_DECLINED = 6  # the confirmation was answered no: nothing was changed
 
 
 class NodeswapError(Exception):
     """An error with a message for the user and the remedy to try next."""
 
     exit_code = EXIT_FAILURE
+    label = "error"  # what the message is, as the CLI prints it: "error: <message>"
 
     def __init__(self, message: str, remedy: str = "") -> None:
         super().__init__(message)
@@ -43,6 +47,16 @@ class UsageError(NodeswapError):
 
 class ScenarioError(UsageError):
     """A sandbox scenario file is malformed; nothing was started."""
+
+
+class Unreachable(UsageError):
+    """An endpoint that has not answered once cannot be connected to: a wrong address or a network in the
+    way, not a passing fault (``nodeswap.reach``). Raised by the adapters at first contact, at once;
+    nothing was changed."""
+
+    def __init__(self, service: str, endpoint: str, cause: str, remedy: str) -> None:
+        super().__init__(f"cannot connect to {service} at {endpoint}: {cause}", remedy)
+        self.endpoint = endpoint
 
 
 class AccessDenied(UsageError):
@@ -73,6 +87,16 @@ class RefusedError(NodeswapError):
             "fix each cause above (or pass the flag it names) and re-run; nothing was changed",
         )
         self.blockers = blockers
+
+
+class Declined(NodeswapError):
+    """The user answered no when asked to confirm: not an error, and nothing was changed."""
+
+    exit_code = EXIT_DECLINED
+    label = "declined"
+
+    def __init__(self) -> None:
+        super().__init__("nothing was changed")
 
 
 class OperationError(NodeswapError):

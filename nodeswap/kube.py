@@ -12,6 +12,7 @@ import hashlib
 import json
 import math
 import re
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -19,15 +20,17 @@ from datetime import UTC, datetime
 from enum import Enum
 from typing import Any, TypeVar
 
-from kubernetes import client, config, watch
+from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
-from kubernetes.config.config_exception import ConfigException
-from urllib3.exceptions import HTTPError
+from urllib3 import Retry
+from urllib3.exceptions import ConnectTimeoutError, HTTPError, MaxRetryError, ProxyError, SSLError
 
 from nodeswap import USER_AGENT, parse
-from nodeswap.errors import OperationError, UsageError
+from nodeswap import kubeconfig as kubeconfig_file
+from nodeswap.errors import OperationError, Unreachable, UsageError
 from nodeswap.model import Budget, Node, Pod, Snapshot, Taint
 from nodeswap.parse import Kind, Record
+from nodeswap.reach import CONNECT_TIMEOUT, failure
 from nodeswap.retry import retrying
 
 RETIRING_TAINT = "nodeswap.io/retiring"
@@ -165,21 +168,52 @@ class Kube:
         # Connections kept open: the requests a rollout makes at once (run.IN_FLIGHT) and the cache's
         # watches. The default (5 per CPU) would open and drop a connection for each request beyond it.
         configuration.connection_pool_maxsize = CONNECTIONS
-        try:
-            config.load_kube_config(
-                config_file=kubeconfig, context=context, client_configuration=configuration
-            )
-        except (ConfigException, OSError, TypeError, ValueError) as exc:
-            where = kubeconfig or "the default kubeconfig (KUBECONFIG or ~/.kube/config)"
-            raise UsageError(
-                f"cannot load {where}: {exc}", "pass --kubeconfig FILE and/or --context NAME"
-            ) from exc
+        # A connection that cannot be made is not tried again at once by urllib3 (its default: 3 more
+        # times, each up to CONNECT_TIMEOUT): at first contact it is an answer (nodeswap.reach), later
+        # nodeswap.retry tries again, with a pause between.
+        configuration.retries = Retry(total=3, connect=0)
+        self.target = kubeconfig_file.load(kubeconfig, context, configuration)
         self.api = client.ApiClient(configuration)
         self.api.user_agent = USER_AGENT
+        self._answered = threading.Event()  # the API server has answered once (nodeswap.reach)
+        send = self.api.rest_client.request
+        self.api.rest_client.request = functools.partial(self._request, send)
         self.core = client.CoreV1Api(self.api)
         self.policy = client.PolicyV1Api(self.api)
         self.leases = client.CoordinationV1Api(self.api)
         self.apps = client.AppsV1Api(self.api)
+
+    def _request(
+        self, send: Callable[..., Any], *args: Any, _request_timeout: Any = None, **kwargs: Any
+    ) -> Any:
+        """Every request the client makes: with CONNECT_TIMEOUT to connect (the client sets none unless
+        asked), and until the API server has answered once, a connection it cannot make (or credentials
+        it rejects) raised at once as what it is, a wrong address or kubeconfig (``nodeswap.reach``)."""
+        try:
+            response = send(*args, _request_timeout=_request_timeout or (CONNECT_TIMEOUT, None), **kwargs)
+        except HTTPError as exc:
+            cause = exc.reason if isinstance(exc, MaxRetryError) else exc
+            if not self._answered.is_set() and isinstance(cause, ConnectTimeoutError | SSLError | ProxyError):
+                raise Unreachable(
+                    "the Kubernetes API server",
+                    self.target.server,
+                    failure(exc),
+                    f"check that the cluster is up and that the server of {self.target.describe()} is its "
+                    "API server's address; or choose another context with --context",
+                ) from exc
+            raise
+        except ApiException as exc:
+            if exc.status == 401 and not self._answered.is_set():
+                raise UsageError(
+                    f"the Kubernetes API server at {self.target.server} rejected the credentials of "
+                    f"{self.target.describe()}: {_message(exc)}",
+                    "renew them (log in again, or re-run the command that wrote the kubeconfig), or choose "
+                    "another context with --context",
+                ) from exc
+            self._answered.set()
+            raise
+        self._answered.set()
+        return response
 
     # ----- reads -------------------------------------------------------------------------------
 

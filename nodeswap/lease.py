@@ -45,6 +45,7 @@ class Lock:
         self._renewed = 0.0  # when the lease was last written, by this process's clock
         self._stop = threading.Event()
         self._renewer = threading.Thread(target=self._renew, daemon=True, name=f"lock-{group}")
+        self.contended = False  # another holder had the lock when this run came for it
 
     def __enter__(self) -> Lock:
         self._acquire()
@@ -86,6 +87,7 @@ class Lock:
                 continue  # created by another run at the same moment: look at it
             spec, version = current.spec, current.metadata.resource_version
             holder, duration = spec.holder_identity or "", float(spec.lease_duration_seconds or 0)
+            self.contended |= bool(holder) and holder != self.holder
             if holder and holder != self.holder and not holder_gone(holder):  # an empty holder: free
                 if seen is not None and seen[0] != version:
                     raise OperationError(

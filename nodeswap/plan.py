@@ -67,6 +67,7 @@ class GroupPlan:
     waves: tuple[tuple[str, ...], ...] = field(default=())  # instance ids, in the order they are replaced
     fit: Fit | None = None
     estimate: Estimate | None = None
+    recorded_desired: int | None = None  # an interrupted rollout's desired capacity, as it recorded it
 
     @property
     def surge(self) -> int:
@@ -74,12 +75,24 @@ class GroupPlan:
         return max((len(wave) for wave in self.waves), default=0)
 
     @property
+    def desired_before(self) -> int:
+        """The desired capacity each wave adds to: the group's, or the one an interrupted rollout
+        recorded (the group's own may be surged already)."""
+        return self.group.desired if self.recorded_desired is None else self.recorded_desired
+
+    @property
     def max_size_needed(self) -> int:
-        return self.group.desired + self.surge
+        return self.desired_before + self.surge
 
     @property
     def evictions(self) -> tuple[Pod, ...]:
         return tuple(d.pod for d in self.decisions if d.action is Action.EVICT)
+
+
+def surge_change(before: int, now: int, surge: int) -> str:
+    """What surging does to the desired capacity, said from where the rollout starts or started."""
+    change = f"desired {before} -> {before + surge}"
+    return change if now == before else f"{change}; it is {now} now, as the interrupted rollout left it"
 
 
 def outdated(group: Group, settings: Settings, now: datetime, *, leaving: bool = False) -> dict[str, str]:
@@ -98,12 +111,15 @@ def outdated(group: Group, settings: Settings, now: datetime, *, leaving: bool =
                     settings.older_than is None or now - launched > settings.older_than
                 )
             if due and launched is not None:
-                age = now - launched
-                reasons[instance.id] = (
-                    "--all replaces every instance launched before the rollout"
-                    if settings.replace_all
-                    else f"launched {_days(age)} ago, older than {_days(settings.older_than or age)}"
-                )
+                if settings.replace_all:
+                    reasons[instance.id] = "--all replaces every instance launched before the rollout"
+                elif settings.launched_before is not None:  # a recorded rollout's cutoff, not its age
+                    reasons[instance.id] = (
+                        f"launched {age(now - launched)} ago: one the interrupted rollout set out to replace"
+                    )
+                else:
+                    older = age(settings.older_than or timedelta())
+                    reasons[instance.id] = f"launched {age(now - launched)} ago, older than {older}"
         elif settings.image is not None:
             if instance.image_id != settings.image:
                 reasons[instance.id] = (
@@ -115,9 +131,23 @@ def outdated(group: Group, settings: Settings, now: datetime, *, leaving: bool =
     return reasons
 
 
-def _days(age: timedelta) -> str:
-    hours = age.total_seconds() / 3600
-    return f"{hours / 24:.1f}d" if hours >= 24 else f"{hours:.1f}h"
+def age(span: timedelta) -> str:
+    """A span as kubectl shows ages (apimachinery's HumanDuration): 45s, 3m20s, 2h15m, 3d4h, 12d."""
+    seconds = max(int(span.total_seconds()), 0)
+    minutes, hours, days = seconds // 60, seconds // 3600, seconds // 86400
+    if seconds < 120:
+        return f"{seconds}s"
+    if minutes < 10:
+        return f"{minutes}m{seconds % 60}s" if seconds % 60 else f"{minutes}m"
+    if hours < 3:
+        return f"{minutes}m"
+    if hours < 8:
+        return f"{hours}h{minutes % 60}m" if minutes % 60 else f"{hours}h"
+    if hours < 48:
+        return f"{hours}h"
+    if days < 8:
+        return f"{days}d{hours % 24}h" if hours % 24 else f"{days}d"
+    return f"{days}d"
 
 
 def decide(pod: Pod, settings: Settings) -> PodDecision:
@@ -193,10 +223,12 @@ def plan_group(
     sizes: dict[str, Resources] | None = None,
     surge: int | str | None = None,
     canary: int | None = None,
+    recorded_desired: int | None = None,
 ) -> GroupPlan:
     """The whole plan for one group: what is replaced and why, in which waves, what happens to each
     pod on it, whether the pods fit, the audit and the estimate, and what blocks the rollout.
-    ``sizes`` are the capacities of the group's instance types that no node reports yet."""
+    ``sizes`` are the capacities of the group's instance types that no node reports yet;
+    ``recorded_desired``, an interrupted rollout's desired capacity, which its waves add to."""
     index = Index(snapshot)
     by_instance = {node.instance_id: node for node in snapshot.nodes if node.instance_id}
     reasons = outdated(group, settings, now)
@@ -219,9 +251,10 @@ def plan_group(
     idle_blockers, idle_warnings = _budgets_selecting_nothing(moving, index) if old else ([], [])
     blockers += idle_blockers
     fenced = {i for i, n in old_nodes.items() if n.unschedulable}
-    order = waves(reasons, fenced, surge, group.desired, canary)
+    desired = group.desired if recorded_desired is None else recorded_desired
+    order = waves(reasons, fenced, surge, desired, canary)
     blockers += _group_blockers(
-        group, old, old_nodes, by_instance, settings, surge=max(map(len, order), default=0)
+        group, old, old_nodes, by_instance, settings, desired=desired, surge=max(map(len, order), default=0)
     )
     node_of = {i: n.name for i, n in old_nodes.items()}
     wave_nodes = [{node_of.get(i) for i in wave} for wave in order]
@@ -249,6 +282,7 @@ def plan_group(
         waves=tuple(tuple(w) for w in order),
         fit=the_fit,
         estimate=how_long,
+        recorded_desired=recorded_desired,
     )
 
 
@@ -334,6 +368,7 @@ def _group_blockers(
     by_instance: dict[str, Node],
     settings: Settings,
     *,
+    desired: int,
     surge: int,
 ) -> list[Blocker]:
     blockers: list[Blocker] = []
@@ -348,12 +383,12 @@ def _group_blockers(
                 "wait for it to finish and re-run",
             )
         )
-    if group.desired + surge > group.max_size and not settings.may_raise_max_size:
+    if desired + surge > group.max_size and not settings.may_raise_max_size:
         blockers.append(
             Blocker(
                 "max-size",
                 f"group {group.name}",
-                f"surging {surge} instances needs MaxSize {group.desired + surge}, it is {group.max_size}",
+                f"surging {surge} instances needs MaxSize {desired + surge}, it is {group.max_size}",
                 "raise MaxSize, or let nodeswap raise it during the rollout",
             )
         )

@@ -41,7 +41,7 @@ from nodeswap.errors import AccessDenied, OperationError, RefusedError, RolledBa
 from nodeswap.kube import Kube, fenced
 from nodeswap.lease import Lock
 from nodeswap.model import Blocker, Group, Snapshot
-from nodeswap.plan import GroupPlan, plan_group
+from nodeswap.plan import GroupPlan, plan_group, surge_change
 from nodeswap.record import Capacity, Record, RecordStore, Template, replace_command
 from nodeswap.run import Emit, Event, RolloutSettings, Run, Summary
 from nodeswap.steps import (
@@ -95,7 +95,7 @@ def replace_groups(
     settings_for: Callable[[str], RolloutSettings],
     emit: Emit,
     *,
-    confirm: Callable[[list[GroupPlan]], bool] = lambda plans: True,
+    confirm: Callable[[list[GroupPlan]], None] = lambda plans: None,
 ) -> list[Summary]:
     """Lock every group (a concurrent run is refused before anything is planned), plan them, refuse if
     any plan has a blocker (nothing changed yet), then replace the groups one after the other. The cluster
@@ -104,6 +104,10 @@ def replace_groups(
     dry_run = any(r.settings.dry_run for r in rollouts.values())
     with ExitStack() as stack:
         locks = {} if dry_run else {name: stack.enter_context(r.lock(name)) for name, r in rollouts.items()}
+        if any(lock.contended for lock in locks.values()):
+            # Another run held a lock while this one waited for it: the groups may have changed since
+            # they were described (that run may have finished its rollout), so they are read again.
+            groups = aws.groups([group.name for group in groups], full=True)
         cluster = stack.enter_context(Cache(kube))
         snapshot = cluster.snapshot()
         plans = [rollouts[group.name].plan(group, snapshot) for group in groups]
@@ -115,8 +119,7 @@ def replace_groups(
         todo = [p for p in plans if p.outdated or rollouts[p.group.name].record is not None]
         if dry_run or not todo:
             return [Summary(p.group.name, nothing_to_do=not p.outdated, dry_run=dry_run) for p in plans]
-        if not confirm(todo):
-            raise OperationError("not confirmed; nothing was changed", "re-run and answer y, or pass --yes")
+        confirm(todo)  # raises unless confirmed
         return [rollouts[plan.group.name].run(plan, locks[plan.group.name], cluster) for plan in todo]
 
 
@@ -151,6 +154,7 @@ class GroupRollout:
             sizes=self.aws.instance_sizes([t for t in group.instance_types if t not in reported]),
             surge=self.settings.surge,
             canary=self.settings.canary if self.record is None else None,
+            recorded_desired=self.record.capacity.desired if self.record else None,
         )
         if self.record is None:
             return plan
@@ -189,8 +193,9 @@ class GroupRollout:
             message = f"replace {instance.id} ({where}): {plan.reasons[instance.id]}"
             self.emit(Event(name, "plan", message, {"instance": instance.id}))
         message = f"{len(plan.evictions)} pods to evict"
-        if self.record is None:
-            message += f"; surge {plan.surge} (desired {plan.group.desired} -> {plan.max_size_needed})"
+        if plan.surge:  # a resumed run adds only what its recorded capacity and its next waves need
+            change = surge_change(plan.desired_before, plan.group.desired, plan.surge)
+            message += f"; surge {plan.surge} ({change})"
         self.emit(Event(name, "plan", message, {"evictions": len(plan.evictions), "surge": plan.surge}))
         for warning in plan.warnings:
             message = f"{warning.subject}: {warning.cause} -> {warning.remedy}"

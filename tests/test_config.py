@@ -24,14 +24,19 @@ def test_the_example_config_loads_with_its_group_override() -> None:
 @pytest.mark.parametrize(
     ("text", "says"),
     [
-        ("drain-timeout: soon\n", "key drain_timeout: String should match pattern"),
-        ("drian-timeout: 5m\n", "key drian_timeout: Extra inputs are not permitted"),
+        ("drain-timeout: soon\n", "key drain-timeout: not a duration; write it like 90s, 15m"),
+        ("drain_timeout: soon\n", "key drain_timeout: not a duration"),  # the key as written
+        ("drian-timeout: 5m\n", "key drian-timeout: Extra inputs are not permitted"),
         (
             "groups:\n  batch:\n    grace-period: -1\n",
-            "key groups.batch.grace_period: Input should be greater than",
+            "key groups.batch.grace-period: Input should be greater than",
         ),
+        ("groups:\n  batch:\n    surge: 0\n", "key groups.batch.surge: out of range; a surge is 1 or more"),
+        ("surge: 500%\n", "key surge: out of range; a surge is 1 or more instances, or 1% to 100%"),
+        ("surge: lots\n", "key surge: not a number of instances or a percentage"),
+        ("on-failure: maybe\n", "key on-failure: Input should be 'rollback' or 'keep'"),
         ("output: xml\n", "key output"),
-        ("ami: not-an-ami\n", "key ami"),
+        ("ami: not-an-ami\n", "key ami: not an AMI id"),
         ("[1, 2]\n", "expected a mapping of options"),
         ("a: [\n", "not valid YAML"),
     ],

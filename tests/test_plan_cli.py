@@ -225,7 +225,7 @@ class TestDemo:
             (["--asg", "nope"], "no Auto Scaling group named nope in region us-east-1"),
             (
                 ["--asg", "workers", "--surge", "0"],
-                "--surge: '0' is not a number of instances or a percentage",
+                "--surge: '0' is out of range; a surge is 1 or more instances, or 1% to 100%",
             ),
             ([], "name the groups with --asg"),
         ],

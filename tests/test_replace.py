@@ -101,7 +101,7 @@ def test_dry_run_changes_nothing(world: SandboxClient, cli: Cli) -> None:
             "no Auto Scaling group named workers in region eu-west-1",
         ),
         (["--asg", "workers", "--drain-timeout", "soon"], "--drain-timeout: 'soon' is not a duration"),
-        (["--asg", "workers", "--kubeconfig", "/nonexistent"], "cannot load /nonexistent"),
+        (["--asg", "workers", "--kubeconfig", "/nonexistent"], "no kubeconfig at /nonexistent"),
         (["--asg-tag", "novalue"], "--asg-tag: 'novalue' is not KEY=VALUE"),
         ([], "name the groups with --asg"),
     ],
@@ -317,7 +317,7 @@ def test_config_file_supplies_options_and_flags_win(world: SandboxClient, cli: C
     config.write_text("asg: [workers]\ndrain-timeout: soon\n")
     rejected = cli("replace", "--config", str(config), "--yes")
     assert rejected.returncode == 2
-    assert "key drain_timeout" in rejected.stderr
+    assert "key drain-timeout: not a duration" in rejected.stderr  # the key as written in the file
     config.write_text("asg: [workers]\ndrain-timeout: 10m\noutput: json\n")
     planned = cli(
         "replace", "--config", str(config), "--ami", cli.new_image(), "--dry-run", "--output", "text"
@@ -390,7 +390,7 @@ def test_waves_surge_a_few_instances_at_a_time(
 def test_invalid_surge_is_rejected(world: SandboxClient, cli: Cli) -> None:
     result = cli("replace", "--asg", "workers", "--surge", "0", "--yes")
     assert result.returncode == 2
-    assert "--surge: '0' is not a number of instances or a percentage" in result.stderr
+    assert "--surge: '0' is out of range; a surge is 1 or more instances, or 1% to 100%" in result.stderr
     assert changes(ours(world)) == []
 
 

@@ -2,7 +2,7 @@
 
 Exit codes: 0 success or nothing to do; 1 failure (the state is as reported: `nodeswap status` shows it);
 2 bad usage or configuration; 3 refused by preflight; 4 a wave failed and was rolled back; 5 (`status`)
-a rollout is interrupted; 130 interrupted (Ctrl-C).
+a rollout is interrupted; 6 the confirmation was answered no (nothing changed); 130 interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ class _Group(TyperGroup):
         try:
             return super().invoke(ctx)
         except NodeswapError as exc:
-            typer.echo(f"error: {exc.message}", err=True)
+            typer.echo(f"{exc.label}: {exc.message}", err=True)
             if exc.remedy:
                 typer.echo(f"  fix: {exc.remedy}", err=True)
             raise typer.Exit(exc.exit_code) from exc
@@ -49,12 +49,16 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_show_locals=False,  # credentials live in locals
+    # Help as click writes it, one option a line with its help beside or below: Rich's panel splits
+    # 80 columns into six, and cut the option names (--ignore-daemons…) to fit.
+    rich_markup_mode=None,
     help="Replace the Kubernetes worker nodes behind an AWS Auto Scaling group without downtime.",
 )
 app.add_typer(sandbox_app, name="sandbox")
-app.command()(plan)
-app.command()(replace)
-app.command()(status)
+# Short help that fits the command list of `nodeswap --help` at 80 columns (click cuts longer ones).
+app.command(short_help="Show what replace would do, and what would stop or slow it.")(plan)
+app.command(short_help="Replace a group's outdated nodes without dropping any PDB.")(replace)
+app.command(short_help="Show each group's rollout: running, interrupted, or none.")(status)
 app.command()(abort)
 app.command("rollback", help="The same as abort.")(abort)
 app.command()(demo)

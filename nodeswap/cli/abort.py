@@ -1,7 +1,8 @@
 """`nodeswap abort` (alias `rollback`): undo a group's rollout from whatever point it reached.
 
 Exit codes: 0 undone, or nothing to undo; 1 the undo could not finish (state as reported; run it again);
-2 bad usage; refused while another live run holds the group's lock (exit 1)."""
+2 bad usage; 6 the confirmation was answered no; refused while another live run holds the group's lock
+(exit 1)."""
 
 from __future__ import annotations
 
@@ -19,18 +20,19 @@ from nodeswap.cli.options import (
     Region,
     Yes,
     checked_output,
+    confirm,
     duration,
+    duration_option,
 )
-from nodeswap.errors import OperationError
 
 
 def abort(  # noqa: PLR0917 - a Typer command: its parameters are the command line
     asg: Asg = None,
     asg_tag: AsgTag = None,
     drain_timeout: Annotated[
-        str, typer.Option(help="Give up moving pods off the new nodes after this long.")
+        str, duration_option("Give up moving pods off the new nodes after this long.")
     ] = "15m",
-    lock_duration: Annotated[str, typer.Option(help="How long the group's lock outlives this run.")] = "60s",
+    lock_duration: Annotated[str, duration_option("How long the group's lock outlives this run.")] = "60s",
     region: Region = None,
     profile: Profile = None,
     kubeconfig: Kubeconfig = None,
@@ -61,10 +63,7 @@ def abort(  # noqa: PLR0917 - a Typer command: its parameters are the command li
         if found.record is not None and not yes:
             for line in found.lines():
                 typer.echo(line, err=True)
-            if not typer.confirm(f"undo the rollout of {group.name}?", default=False, err=True):
-                raise OperationError(
-                    "not confirmed; nothing was changed", "re-run and answer y, or pass --yes"
-                )
+            confirm(f"undo the rollout of {group.name}?")
         rollout = GroupRollout(aws, kube, settings, renderer.event)
         with rollout.lock(group.name) as lock:
             if not rollout.abort(aws.groups([group.name])[0], lock):

@@ -3,36 +3,70 @@ checks of option values that more than one command takes."""
 
 from __future__ import annotations
 
-import re
+import sys
 from datetime import timedelta
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import typer
 
-from nodeswap.errors import UsageError
+from nodeswap import values
+from nodeswap.errors import Declined, UsageError
 
-Asg = Annotated[list[str] | None, typer.Option("--asg", help="Auto Scaling group (repeatable).")]
-AsgTag = Annotated[str | None, typer.Option("--asg-tag", help="Select groups by tag KEY=VALUE.")]
-Region = Annotated[str | None, typer.Option(envvar="AWS_REGION", help="AWS region.")]
-Profile = Annotated[str | None, typer.Option(envvar="AWS_PROFILE", help="AWS profile.")]
-Kubeconfig = Annotated[str | None, typer.Option(envvar="KUBECONFIG", help="kubeconfig file.")]
-Context = Annotated[str | None, typer.Option(help="kubeconfig context.")]
-Output = Annotated[str, typer.Option(help="text or json.")]
+Asg = Annotated[
+    list[str] | None, typer.Option("--asg", metavar="NAME", help="Auto Scaling group (repeatable).")
+]
+AsgTag = Annotated[
+    str | None, typer.Option("--asg-tag", metavar="KEY=VALUE", help="Select groups by tag KEY=VALUE.")
+]
+Region = Annotated[str | None, typer.Option(envvar="AWS_REGION", metavar="REGION", help="AWS region.")]
+Profile = Annotated[str | None, typer.Option(envvar="AWS_PROFILE", metavar="NAME", help="AWS profile.")]
+Kubeconfig = Annotated[str | None, typer.Option(envvar="KUBECONFIG", metavar="FILE", help="kubeconfig file.")]
+Context = Annotated[str | None, typer.Option(metavar="NAME", help="kubeconfig context.")]
+Output = Annotated[str, typer.Option(metavar="text|json", help="text or json.")]
 Yes = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
 
+
+def duration_option(text: str) -> Any:
+    """An option that takes a duration (90s, 15m, 1h30m, 7d), with ``text`` as its help."""
+    return typer.Option(metavar="DURATION", help=text)
+
+
 Format = Literal["text", "json"]
-_DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 
 
 def duration(text: str, option: str) -> timedelta:
     """kubectl-style durations: 90s, 15m, 1h30m, 7d."""
-    match = _DURATION.match(text.strip())
-    if not text.strip() or not match:
-        raise UsageError(
-            f"{option}: {text!r} is not a duration", f"write it like 90s, 15m, 1h30m or 7d ({option})"
-        )
-    days, hours, minutes, seconds = (int(part or 0) for part in match.groups())
-    return timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
+    try:
+        return values.duration(text)
+    except ValueError as exc:
+        raise UsageError(f"{option}: {text!r} is {exc}", f"pass it like {option} 1h30m") from exc
+
+
+def surge(text: str) -> int | str:
+    try:
+        return values.surge(text)
+    except ValueError as exc:
+        raise UsageError(f"--surge: {text!r} is {exc}", "pass it like --surge 3 or --surge 25%") from exc
+
+
+def confirm(question: str) -> None:
+    """Ask on stderr (stdout is the command's output, JSON with --output json) and read the answer from
+    standard input: Declined for no. With no answer to read (standard input closed or at its end: no
+    terminal), a UsageError saying to pass --yes."""
+    while True:
+        typer.echo(f"{question} [y/N]: ", nl=False, err=True)
+        line = sys.stdin.readline() if sys.stdin is not None else ""
+        if not line:
+            typer.echo(err=True)
+            raise UsageError(
+                "no terminal to confirm on: standard input is closed, or ended without an answer",
+                "pass --yes to go ahead without being asked",
+            )
+        answer = line.strip().lower()
+        if answer in ("y", "yes"):
+            return
+        if answer in ("", "n", "no"):
+            raise Declined()
 
 
 def checked_output(text: str) -> Format:

@@ -4,13 +4,13 @@ and as tables for a person, blockers first."""
 from __future__ import annotations
 
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
-from nodeswap.plan import Action, GroupPlan
+from nodeswap.plan import Action, GroupPlan, age, surge_change
 from nodeswap.record import Record
 
 INSTANCE_ROWS = 20  # a large group's instances are listed in the JSON; the text stays scannable
@@ -52,6 +52,7 @@ def as_dict(plan: GroupPlan, record: Record | None) -> dict[str, Any]:
         ],
         "capacity": {
             "desired": group.desired,
+            "desired_before": plan.desired_before,
             "max_size": group.max_size,
             "surge": plan.surge,
             "max_size_needed": plan.max_size_needed,
@@ -82,8 +83,8 @@ def print_report(report: dict[str, Any]) -> None:
             continue
         raise_note = f", MaxSize {capacity['max_size']} -> {capacity['max_size_needed']}"
         console.print(
-            f"[bold]{name}[/]: replace {len(group['instances'])} instances; surge desired "
-            f"{capacity['desired']} -> {capacity['desired'] + capacity['surge']}"
+            f"[bold]{name}[/]: replace {len(group['instances'])} instances; surge "
+            f"{surge_change(capacity['desired_before'], capacity['desired'], capacity['surge'])}"
             f"{raise_note if capacity['raises_max_size'] else ''}; pods: {group['pods']['evict']} to evict, "
             f"{group['pods']['skip']} left with their node, {group['pods']['block']} blocked"
         )
@@ -125,23 +126,18 @@ def _instances(console: Console, group: dict[str, Any]) -> None:
     if len(ordered) > INSTANCE_ROWS:
         table.caption = f"... and {len(ordered) - INSTANCE_ROWS} more (--output json lists every one)"
     for row in ordered[:INSTANCE_ROWS]:
-        age = row["age_seconds"]
+        seconds = row["age_seconds"]
         cells = [
             str(wave_of.get(row["instance"], "")),
             row["instance"],
             row["node"] or "-",
             row["zone"],
             row["instance_type"] or "-",
-            _age(age) if age is not None else "-",
+            age(timedelta(seconds=seconds)) if seconds is not None else "-",
             row["reason"],
         ]
         table.add_row(*cells[: len(columns)])
     console.print(table)
-
-
-def _age(seconds: float) -> str:
-    hours = seconds / 3600
-    return f"{hours / 24:.1f}d" if hours >= 24 else f"{hours:.1f}h"
 
 
 def _fit(console: Console, fit: dict[str, Any] | None) -> None:

@@ -8,14 +8,13 @@ without.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
 import typer
 
 from nodeswap.aws import Aws
-from nodeswap.cli.options import Format, checked_output, duration
+from nodeswap.cli.options import Format, checked_output, duration, surge
 from nodeswap.config import ReplaceConfig, load_config
 from nodeswap.errors import UsageError
 from nodeswap.kube import Kube
@@ -78,23 +77,12 @@ def _settings(options: dict[str, Any], dry_run: bool) -> RolloutSettings:
         lifecycle_hook=options["lifecycle_hook"],
         launch_hook=options["launch_hook"],
         lock_duration=duration(options["lock_duration"], "--lock-duration"),
-        surge=_surge(None if options["surge"] is None else str(options["surge"])),
+        surge=None if options["surge"] is None else surge(str(options["surge"])),
         max_unavailable=options["max_unavailable"],
         canary=options["canary"],
         on_failure=_on_failure(options["on_failure"]),
         dry_run=dry_run,
     )
-
-
-def _surge(text: str | None) -> int | str | None:
-    if text is None:
-        return None
-    if not re.fullmatch(r"[1-9][0-9]*%?", text) or (text.endswith("%") and int(text[:-1]) > 100):
-        raise UsageError(
-            f"--surge: {text!r} is not a number of instances or a percentage",
-            "write it like --surge 3 or --surge 25%",
-        )
-    return text if text.endswith("%") else int(text)
 
 
 def _on_failure(text: str) -> OnFailure:
