@@ -196,7 +196,7 @@ class TestDemo:
         assert report["blocked"] is False
         group = one_group(report)
         assert group["blockers"] == []
-        # web's budget lets one of its 4 pods go at a time, and they are on all 3 old nodes.
+        # web's budget lets one of its 6 pods go at a time, and they are on all 3 old nodes.
         assert ("pdb-serializes-drain", "PodDisruptionBudget default/web") in pairs(group["warnings"])
         assert changes(requests) == []
         assert requests  # it did read the world

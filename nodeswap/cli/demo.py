@@ -9,15 +9,19 @@ from typing import Annotated
 
 import typer
 
+from nodeswap.cli.options import Output
 from nodeswap.errors import OperationError
 
 
 def demo(
     scenario: Annotated[
         Path | None,
-        typer.Option(help="Scenario to rehearse in (default: the sandbox's, as in configs/sandbox.yaml)."),
+        typer.Option(
+            metavar="FILE",
+            help="Scenario to rehearse in (default: the sandbox's, as in configs/sandbox.yaml).",
+        ),
     ] = None,
-    output: Annotated[str, typer.Option(help="text or json.")] = "text",
+    output: Output = "text",
 ) -> None:
     """Rehearse a full replacement in a local sandbox, start to finish.
 

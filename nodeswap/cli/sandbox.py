@@ -15,7 +15,9 @@ sandbox_app = typer.Typer(no_args_is_help=True, help="Run a local AWS and Kubern
 
 DirOption = Annotated[
     Path,
-    typer.Option("--dir", envvar="NODESWAP_SANDBOX_DIR", help="Directory for env.sh, state and log."),
+    typer.Option(
+        "--dir", envvar="NODESWAP_SANDBOX_DIR", metavar="DIR", help="Directory for env.sh, state and log."
+    ),
 ]
 DEFAULT_DIR = Path(".nodeswap-sandbox")
 
@@ -25,7 +27,9 @@ def up(
     scenario: Annotated[
         Path | None,
         typer.Option(
-            "--scenario", help="Scenario YAML (default: the built-in one, as in configs/sandbox.yaml)."
+            "--scenario",
+            metavar="FILE",
+            help="Scenario YAML (default: the built-in one, as in configs/sandbox.yaml).",
         ),
     ] = None,
     directory: DirOption = DEFAULT_DIR,
@@ -71,7 +75,7 @@ def down(directory: DirOption = DEFAULT_DIR) -> None:
         typer.echo(f"no sandbox was running from {directory}")
 
 
-@sandbox_app.command()
+@sandbox_app.command(short_help="Print what the sandbox observed, as JSON.")
 def report(directory: DirOption = DEFAULT_DIR) -> None:
     """Print what the sandbox observed, as JSON: every request served, PDB violations, lost pods,
     workloads below strength."""
