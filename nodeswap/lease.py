@@ -3,10 +3,10 @@
 Expiry follows client-go's leader election: a lease held by another is taken over only once this run
 has seen it unchanged for the lease's whole duration, timed on this run's own clock; the holder's
 timestamps are never compared with this machine's clock, as the two may disagree. A holder on this host
-whose process is gone is taken over at once. The lock is lost once another run holds it, or once no
-renewal has succeeded for the lock's duration (a renewal the API server fails is tried again at the
-next turn, as client-go retries until its renew deadline): the run then stops before its next step
-rather than carry on unlocked.
+whose process is gone is taken over at once; one whose nodeswap still runs refuses the new run at once.
+The lock is lost once another run holds it, or once no renewal has succeeded for the lock's duration (a
+renewal the API server fails is tried again at the next turn, as client-go retries until its renew
+deadline): the run then stops before its next step rather than carry on unlocked.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from types import TracebackType
 
 from kubernetes import client
@@ -89,7 +90,8 @@ class Lock:
             holder, duration = spec.holder_identity or "", float(spec.lease_duration_seconds or 0)
             self.contended |= bool(holder) and holder != self.holder
             if holder and holder != self.holder and not holder_gone(holder):  # an empty holder: free
-                if seen is not None and seen[0] != version:
+                # A renewal seen, or the holder a nodeswap still running on this host: it is alive.
+                if (seen is not None and seen[0] != version) or holder_running_here(holder):
                     raise OperationError(
                         f"group {self.group} is being worked on by {holder}: its lock {self.name} in "
                         f"{LOCK_NAMESPACE} is being renewed",
@@ -143,14 +145,32 @@ class Lock:
 
 def holder_gone(holder: str) -> bool:
     """Whether ``holder`` was a process on this host that no longer runs."""
-    host, _, rest = holder.partition("/")
-    pid = rest.partition("/")[0]
-    if host != socket.gethostname() or not pid.isdigit() or int(pid) == os.getpid():
+    pid = _local_pid(holder)
+    if pid is None:
         return False
     try:
-        os.kill(int(pid), 0)
+        os.kill(pid, 0)
     except ProcessLookupError:
         return True
     except PermissionError:
         return False  # alive, another user's
     return False
+
+
+def holder_running_here(holder: str) -> bool:
+    """Whether ``holder`` is a nodeswap process running on this host now (its command line says so,
+    lest a process that took over its pid pass for it)."""
+    pid = _local_pid(holder)
+    try:
+        return pid is not None and b"nodeswap" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:  # gone, or no /proc here: the lease's renewals will tell
+        return False
+
+
+def _local_pid(holder: str) -> int | None:
+    """The pid of ``holder`` when it is another process of this host."""
+    host, _, rest = holder.partition("/")
+    pid = rest.partition("/")[0]
+    if host != socket.gethostname() or not pid.isdigit() or int(pid) == os.getpid():
+        return None
+    return int(pid)

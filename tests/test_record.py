@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import socket
 import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
@@ -14,7 +15,7 @@ import pytest
 
 from nodeswap.aws import Aws
 from nodeswap.kube import Kube, object_name
-from nodeswap.lease import holder_gone
+from nodeswap.lease import holder_gone, holder_running_here
 from nodeswap.model import Group, Instance, LaunchSpec
 from nodeswap.record import TAG_VALUE_LIMIT, Capacity, Record, RecordStore, Selection, Template
 
@@ -189,3 +190,20 @@ def test_a_holder_whose_process_is_gone_on_this_host() -> None:
     assert not holder_gone(f"{host}/1/abcd")  # alive (pid 1 always is)
     assert not holder_gone(f"another-host/{process.pid}/abcd")  # cannot be told from here
     assert not holder_gone("not-a-holder")
+
+
+def test_a_holder_whose_nodeswap_runs_on_this_host() -> None:
+    host = socket.gethostname()
+    waits = "import sys; print('up', flush=True); sys.stdin.read()"
+    running = subprocess.Popen(  # a nodeswap, as ps shows it
+        [sys.executable, "-c", waits, "nodeswap"], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    try:
+        assert running.stdout is not None
+        assert running.stdout.readline() == b"up\n"  # started
+        assert holder_running_here(f"{host}/{running.pid}/abcd")
+        assert not holder_running_here(f"{host}/1/abcd")  # alive, but not a nodeswap (a reused pid)
+        assert not holder_running_here(f"another-host/{running.pid}/abcd")  # cannot be told from here
+    finally:
+        running.communicate(b"")
+    assert not holder_running_here(f"{host}/{running.pid}/abcd")  # gone

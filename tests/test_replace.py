@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -236,6 +238,22 @@ def test_a_second_run_is_refused_while_the_first_holds_the_lock(world: SandboxCl
     assert "replace i-" not in result.stdout  # no plan printed for a run that cannot go ahead
     assert changes(ours(world)) == []  # refused before the AMI was baked or anything else changed
     assert world.group()["DesiredCapacity"] == 3
+
+
+def test_a_second_run_on_the_same_host_is_refused_at_once(world: SandboxClient, cli: Cli) -> None:
+    """A run of the same group from this host, while the first still runs: refused at once (its holder
+    is a live nodeswap here), not after watching the lease for a renewal; the first run finishes."""
+    command = ["replace", "--asg", "workers", "--ami", cli.new_image(), "--yes"]
+    first = start_until(world, cli, command, request("aws", "UpdateAutoScalingGroup", DesiredCapacity=6))
+    started = time.monotonic()
+    second = cli(*command)
+    refused_after = time.monotonic() - started
+    stdout, stderr = first.communicate(timeout=180)
+    assert second.returncode == 1, second.stdout + second.stderr
+    assert f"is being worked on by {socket.gethostname()}/{first.pid}/" in second.stderr
+    assert "waiting up to" not in second.stdout  # no renewal was waited for
+    assert refused_after < 20  # the lock lasts 60 s, renewed every 20 s
+    assert first.returncode == 0, stdout + stderr
 
 
 def test_a_lock_nobody_renews_is_taken_over_after_its_duration(world: SandboxClient, cli: Cli) -> None:
