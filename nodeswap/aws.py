@@ -376,6 +376,10 @@ class Aws:
                 seen.add(str(template.get("Version")))
                 self._forget_named(template_id)
 
+    def forget_versions(self) -> None:
+        """Resolve $Latest and $Default afresh from now on: the templates may have changed meanwhile."""
+        self._named.clear()
+
     def _forget_named(self, template_id: str) -> None:
         for alias in ("$Latest", "$Default"):
             self._named.pop((template_id, alias), None)

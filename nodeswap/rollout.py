@@ -106,7 +106,9 @@ def replace_groups(
         locks = {} if dry_run else {name: stack.enter_context(r.lock(name)) for name, r in rollouts.items()}
         if any(lock.contended for lock in locks.values()):
             # Another run held a lock while this one waited for it: the groups may have changed since
-            # they were described (that run may have finished its rollout), so they are read again.
+            # they were described (that run may have finished its rollout, or made a launch template
+            # version), so they are read again.
+            aws.forget_versions()
             groups = aws.groups([group.name for group in groups], full=True)
         cluster = stack.enter_context(Cache(kube))
         snapshot = cluster.snapshot()

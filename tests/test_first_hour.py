@@ -344,6 +344,35 @@ def test_a_run_that_waited_for_the_lock_plans_the_group_as_it_is_then(world: San
     assert_converged(world, before, "2")
 
 
+def test_a_run_that_waited_for_the_lock_sees_a_version_made_meanwhile(world: SandboxClient, cli: Cli) -> None:
+    """The group launches $Latest; while this run waits for the lock, another makes a new version (as a
+    finishing run or a pipeline would): once locked, $Latest is resolved again and the run rolls it out."""
+    leases = client.CoordinationV1Api(world.kube())
+    now = datetime.now(UTC)
+    spec = client.V1LeaseSpec(
+        holder_identity="ops-laptop/4242/abcd", lease_duration_seconds=60, acquire_time=now, renew_time=now
+    )
+    leases.create_namespaced_lease(
+        "kube-system", client.V1Lease(metadata=client.V1ObjectMeta(name="nodeswap-workers"), spec=spec)
+    )
+    assert world.group()["LaunchTemplate"]["Version"] == "$Latest"
+    waiting = start_until(
+        world, cli, ["replace", "--asg", "workers", "--yes"], request("kube", "watch:leases")
+    )
+    world.ec2.create_launch_template_version(
+        LaunchTemplateId=world.group()["LaunchTemplate"]["LaunchTemplateId"],
+        SourceVersion="1",
+        LaunchTemplateData={"ImageId": cli.new_image()},
+    )
+    leases.delete_namespaced_lease("nodeswap-workers", "kube-system")
+    stdout, stderr = waiting.communicate(timeout=180)
+    assert waiting.returncode == 0, stdout + stderr
+    assert "replaced 3 nodes" in stdout
+    serving = [i["InstanceId"] for i in world.group()["Instances"] if i["LifecycleState"] == "InService"]
+    reservations = world.ec2.describe_instances(InstanceIds=serving)["Reservations"]
+    assert {i["ImageId"] for r in reservations for i in r["Instances"]} == {cli.new_image()}
+
+
 def test_a_resumed_run_announces_the_surge_it_performs(world: SandboxClient, cli: Cli) -> None:
     """Killed once the group is surged (desired 3 -> 6): the plan and the run that continues it say the
     surge from the recorded capacity, already done, not another one on top (6 -> 9)."""
