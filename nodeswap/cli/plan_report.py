@@ -68,7 +68,9 @@ def as_dict(plan: GroupPlan, record: Record | None) -> dict[str, Any]:
 
 def print_report(report: dict[str, Any]) -> None:
     """Tables, blockers first; colours only on a terminal."""
-    console = Console(highlight=False, width=None if sys.stdout.isatty() else 140)
+    # Piped (a CI log, grep), a line of text stays one line; the tables are laid out at 140 columns.
+    piped = not sys.stdout.isatty()
+    console = Console(highlight=False, width=140 if piped else None, soft_wrap=piped)
     for group in report["groups"]:
         name, capacity = group["group"], group["capacity"]
         if interrupted := group["interrupted_rollout"]:
