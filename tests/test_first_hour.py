@@ -393,6 +393,10 @@ def test_a_resumed_run_announces_the_surge_it_performs(world: SandboxClient, cli
     }
     text = cli("plan", *command[1:-1])
     assert "surge desired 3 -> 6; it is 6 now, as the interrupted rollout left it" in text.stdout
+    # Piped, as into a CI log, the long line saying how to go on is one line, whole.
+    (interrupted,) = [line for line in text.stdout.splitlines() if "a rollout is interrupted" in line]
+    assert "; continue: nodeswap replace" in interrupted
+    assert interrupted.endswith("; undo: nodeswap abort --asg workers")
     resumed = cli(*command)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert "surge 3 (desired 3 -> 6; it is 6 now, as the interrupted rollout left it)" in resumed.stdout
