@@ -56,7 +56,7 @@ def on(node: str) -> str:
 
 def test_scaling_out_joins_new_ready_nodes(cluster: SandboxClient) -> None:
     core = client.CoreV1Api(cluster.kube())
-    cluster.autoscaling.set_desired_capacity(AutoScalingGroupName="workers", DesiredCapacity=4)
+    cluster.set_desired(4)
     (new,) = set(cluster.states()) - set(nodes(core))
     wait_for(
         lambda: new in nodes(core) and ready(nodes(core)[new]) == "True", cluster, "the new node to be Ready"
@@ -163,7 +163,7 @@ def launch_new_image(cluster: SandboxClient, core: client.CoreV1Api) -> str:
         SourceVersion="1",
         LaunchTemplateData={"ImageId": new_ami},
     )
-    cluster.autoscaling.set_desired_capacity(AutoScalingGroupName="workers", DesiredCapacity=4)
+    cluster.set_desired(4)
     (new,) = set(cluster.states()) - set(nodes(core))
     return new
 
