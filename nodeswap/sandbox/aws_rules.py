@@ -81,9 +81,9 @@ DEREGISTRATION_DELAY_RANGE = (0, 3600)  # [TGATTR] "The range is 0-3600 seconds.
 LAUNCH_RETRY_SECONDS, LAUNCH_RETRY_CAP_SECONDS = 10.0, 300.0
 # [DESCACT] "The default value is 100 and the maximum value is 100"; "You can specify up to 50 IDs."
 MAX_RECORDS, MAX_ACTIVITY_IDS = 100, 50
-# [ACTIVITY] StatusCode values: those of an activity that has ended; the sandbox uses, in progress,
-# PreInService (launching), MidLifecycleAction (waiting on a hook), WaitingForELBConnectionDraining
-# and InProgress (terminating).
+# [ACTIVITY] the StatusCode values of an activity that has ended. In progress, the sandbox reports
+# PreInService (launching), MidLifecycleAction (waiting on a hook), WaitingForELBConnectionDraining and
+# InProgress (terminating).
 ENDED = ("Successful", "Failed", "Cancelled")
 
 _EC2_PENDING = ("pending", 0)
@@ -148,7 +148,7 @@ class Activity:
 
     def order(self) -> tuple[bool, int]:
         """[DESCACT] "Activities are sorted by start time. Activities still in progress are described
-        first." (newest first, as the CLI example shows)."""
+        first." Newest first: `describe-scaling-activities --max-items 1` shows a group's last one."""
         return self.ended, -self.seq
 
 
