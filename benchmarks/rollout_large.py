@@ -42,7 +42,12 @@ def _scaled(value: int | str, total: int) -> int:
 
 def lower_bound(scenario: Scenario) -> dict[str, float | str]:
     kube = scenario.kubernetes
-    join = scenario.timing.boot_seconds + kube.join_seconds + kube.node_ready_seconds
+    join = (
+        scenario.timing.activity_seconds
+        + scenario.timing.boot_seconds
+        + kube.join_seconds
+        + kube.node_ready_seconds
+    )
     workloads = {
         w["metadata"]["name"]: w for w in kube.workloads if w["kind"] in ("Deployment", "StatefulSet")
     }

@@ -385,8 +385,14 @@ class Aws:
             self._named.pop((template_id, alias), None)
 
     def _busy(self, raw: dict[str, Any]) -> bool:
-        """A scaling activity is in progress: instances launching or leaving, or an unfinished activity."""
-        if any(i["LifecycleState"] not in ("InService", "Standby") for i in raw.get("Instances", [])):
+        """A scaling activity is in progress: instances launching or leaving, desired capacity not yet
+        acted on, or an unfinished activity."""
+        instances = raw.get("Instances", [])
+        if any(i["LifecycleState"] not in ("InService", "Standby") for i in instances):
+            return True
+        # Auto Scaling starts the activities a change of desired capacity calls for seconds later: until
+        # then the group lists neither them nor their instances, only a desired capacity it does not hold.
+        if sum(i["LifecycleState"] == "InService" for i in instances) != raw["DesiredCapacity"]:
             return True
         name = raw["AutoScalingGroupName"]
         activities = _call(

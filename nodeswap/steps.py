@@ -27,7 +27,9 @@ MARK_ANNOTATION = "nodeswap.io/scale-down-disabled"
 FIGHTING_PROCESSES = ("AZRebalance", "AlarmNotification", "ScheduledActions")
 # Auto Scaling has no watch: while waiting on it, the group is re-read at most this often (the cluster
 # is watched meanwhile), in one DescribeAutoScalingGroups call for the whole group; sooner, but not
-# within EARLY_RECHECK_SECONDS of the last read, when the cluster shows something the group must explain.
+# within EARLY_RECHECK_SECONDS of the last read, when the cluster shows something the group must explain
+# or the group does not list yet the instances its desired capacity calls for (Auto Scaling starts the
+# launches seconds after the capacity change).
 AWS_RECHECK_SECONDS, EARLY_RECHECK_SECONDS = 5.0, 1.0
 # A watch can die silently (a half-open connection): waits wake at least this often to look again.
 WAKE_SECONDS = 5.0
@@ -88,8 +90,9 @@ def surge(run: Run, size: int) -> None:
 def join(run: Run) -> list[Node]:
     """Wait until every up-to-date instance the group's desired capacity calls for is InService with its
     node Ready; then keep cluster-autoscaler off those nodes. The cluster's nodes are watched; the group
-    is re-read every AWS_RECHECK_SECONDS, and sooner when a node turns Ready whose instance the last read
-    did not show InService (other groups' nodes, once seen, are not looked up again)."""
+    is re-read every AWS_RECHECK_SECONDS, and sooner while it lists fewer instances than desired or when
+    a node turns Ready whose instance the last read did not show InService (other groups' nodes, once
+    seen, are not looked up again)."""
     deadline = time.monotonic() + run.settings.join_timeout.total_seconds()
     stall = STALL_FACTOR * run.join_seconds + STALL_MARGIN_SECONDS
     first_seen: dict[str, float] = {}  # new instance -> when this run first saw it in the group
@@ -102,7 +105,8 @@ def join(run: Run) -> list[Node]:
         nodes = run.cluster.nodes()
         in_service = {i.id for i in group.instances if i.lifecycle_state == "InService"}
         unexplained = {n.instance_id for n in nodes if n.ready} - in_service - others
-        due = read_at + (EARLY_RECHECK_SECONDS if unexplained else AWS_RECHECK_SECONDS)
+        unlaunched = sum(i.serving for i in group.instances) < group.desired
+        due = read_at + (EARLY_RECHECK_SECONDS if unexplained or unlaunched else AWS_RECHECK_SECONDS)
         if time.monotonic() >= due:
             group = group_of(run)
             read_at, old = time.monotonic(), outdated_now(run, group)

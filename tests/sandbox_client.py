@@ -15,10 +15,10 @@ from kubernetes.client import ApiClient, Configuration
 
 from nodeswap.sandbox.server import Sandbox
 
-# Long enough that nothing boots or shuts down unless a test moves the clock.
-FROZEN_TIMING = {"boot_seconds": 30.0, "shutdown_seconds": 10.0}
+# Long enough that no scaling activity starts and nothing boots or shuts down unless a test moves the clock.
+FROZEN_TIMING = {"activity_seconds": 5.0, "boot_seconds": 30.0, "shutdown_seconds": 10.0}
 # Short enough that a test watching the cluster in real time waits a second or two at most.
-QUICK_TIMING = {"boot_seconds": 0.3, "shutdown_seconds": 0.2}
+QUICK_TIMING = {"activity_seconds": 0.1, "boot_seconds": 0.3, "shutdown_seconds": 0.2}
 QUICK_KUBERNETES = {
     "join_seconds": 0.2,
     "node_ready_seconds": 0.1,
@@ -61,6 +61,12 @@ class SandboxClient:
     def advance(self, seconds: float) -> None:
         """Fast-forward the sandbox's clock; every timer due by then has fired when this returns."""
         self.admin("POST", "clock", {"advance_seconds": seconds})
+
+    def set_desired(self, desired: int, name: str = "workers") -> None:
+        """Set the group's desired capacity and let the scaling activities it calls for start (the clock
+        moves on by the scenario's activity delay)."""
+        self.autoscaling.set_desired_capacity(AutoScalingGroupName=name, DesiredCapacity=desired)
+        self.advance(self.sandbox.scenario.timing.activity_seconds)
 
     def group(self, name: str = "workers") -> dict[str, Any]:
         groups = self.autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[name])

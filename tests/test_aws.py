@@ -10,7 +10,7 @@ import pytest
 
 from nodeswap.aws import Aws
 from tests.e2e import ours
-from tests.sandbox_client import SandboxClient
+from tests.sandbox_client import FROZEN_TIMING, SandboxClient
 
 
 @pytest.fixture
@@ -44,6 +44,7 @@ def test_instances_and_template_versions_are_described_once(sandbox: SandboxClie
     assert len(asked(sandbox, "DescribeLaunchTemplates")) == 1  # what $Latest names
 
     sandbox.autoscaling.update_auto_scaling_group(AutoScalingGroupName="workers", DesiredCapacity=4)
+    sandbox.advance(FROZEN_TIMING["activity_seconds"])  # the launch's scaling activity starts
     grown = aws.with_details(aws.groups(["workers"])[0])
     (new,) = {i.id for i in grown.instances} - {i.id for i in first.instances}
     assert grown.instance(new) is not None
@@ -64,6 +65,7 @@ def test_latest_is_looked_up_again_once_an_instance_shows_a_version_not_seen(
     )
     assert aws.groups(["workers"])[0].launch.version == "1"
     sandbox.autoscaling.update_auto_scaling_group(AutoScalingGroupName="workers", DesiredCapacity=4)
+    sandbox.advance(FROZEN_TIMING["activity_seconds"])  # the launch's scaling activity starts
     assert aws.groups(["workers"])[0].launch.version == "2"  # an instance launched from version 2
     assert len(asked(sandbox, "DescribeLaunchTemplates")) == 2
 

@@ -1,10 +1,18 @@
 """Auto Scaling and EC2 behaviour that moto lacks, installed on moto's models.
 
 moto stores Auto Scaling groups and lifecycle hooks but gives them little behaviour: instances go
-straight to InService in the first subnet, hooks have no effect, suspended processes are ignored and
-every instance reports the template's current default version, instances join target groups before
-they run and leave them without draining. nodeswap depends on each of these, so the sandbox replaces
-them with the rules below. Each rule cites the AWS documentation it follows:
+straight to InService in the first subnet the moment desired capacity changes, no scaling activity is
+recorded, hooks have no effect, suspended processes are ignored and every instance reports the
+template's current default version, instances join target groups before they run and leave them
+without draining. nodeswap depends on each of these, so the sandbox replaces them with the rules below.
+Each rule cites the AWS documentation it follows:
+
+[ACTIVITY]  https://docs.aws.amazon.com/autoscaling/ec2/APIReference/API_Activity.html
+[DESCACT]   https://docs.aws.amazon.com/autoscaling/ec2/APIReference/API_DescribeScalingActivities.html
+[VERIFY]    https://docs.aws.amazon.com/autoscaling/ec2/userguide/as-verify-scaling-activity.html
+            (its CLI example: https://github.com/aws/aws-cli/blob/develop/awscli/examples/autoscaling/describe-scaling-activities.rst)
+[SCALEIN]   https://repost.aws/knowledge-center/auto-scaling-scale-down (the causes of a scale-in)
+[HOOKFAIL]  https://repost.aws/knowledge-center/lifecycle-actions-code-deploy (a launch its hook abandoned)
 
 [HOOKS]     https://docs.aws.amazon.com/autoscaling/ec2/userguide/lifecycle-hooks.html
 [ADDHOOK]   https://docs.aws.amazon.com/autoscaling/ec2/userguide/adding-lifecycle-hooks.html
@@ -31,11 +39,14 @@ The rules run under the sandbox's lock: every API request and every timer holds 
 from __future__ import annotations
 
 import copy
+import itertools
+import json
 import re
 import uuid
 from collections.abc import Callable, Iterable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import partial
 from typing import Any
 
@@ -47,7 +58,6 @@ from moto.autoscaling.models import (
     FakeAutoScalingGroup,
     InstanceState,
     LifecycleHook,
-    TerminateInstanceActivity,
 )
 from moto.core.responses import ActionResult, EmptyResult
 from moto.ec2.exceptions import InvalidLaunchTemplateVersionNotFound
@@ -70,6 +80,16 @@ GLOBAL_TIMEOUT_CAP = 48 * 3600  # [HOOKS] "48 hours or 100 times the heartbeat t
 DEREGISTRATION_DELAY = "deregistration_delay.timeout_seconds"
 DEREGISTRATION_DELAY_RANGE = (0, 3600)  # [TGATTR] "The range is 0-3600 seconds."
 
+# A failed launch is tried again after this long, twice as long after each further failure, up to the
+# cap (AWS retries failed launches at growing intervals it does not document).
+LAUNCH_RETRY_SECONDS, LAUNCH_RETRY_CAP_SECONDS = 10.0, 300.0
+# [DESCACT] "The default value is 100 and the maximum value is 100"; "You can specify up to 50 IDs."
+MAX_RECORDS, MAX_ACTIVITY_IDS = 100, 50
+# [ACTIVITY] the StatusCode values of an activity that has ended. In progress, the sandbox reports
+# PreInService (launching), MidLifecycleAction (waiting on a hook), WaitingForELBConnectionDraining and
+# InProgress (terminating).
+ENDED = ("Successful", "Failed", "Cancelled")
+
 _EC2_PENDING = ("pending", 0)
 _EC2_RUNNING = ("running", 16)
 _EC2_SHUTTING_DOWN = ("shutting-down", 32)
@@ -88,11 +108,61 @@ class LifecycleAction:
 
 
 @dataclass
+class Activity:
+    """One scaling activity [ACTIVITY]: the launch or the termination of one instance, or a launch that
+    failed. Its attributes are named as moto's response serializer looks them up."""
+
+    group: FakeAutoScalingGroup
+    description: str
+    cause: str
+    start_time: datetime
+    details: str
+    status_code: str = "PreInService"
+    progress: int = 30
+    status_message: str | None = None
+    end_time: datetime | None = None
+    activity_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    seq: int = field(default_factory=itertools.count().__next__)  # creation order, for the newest first
+
+    @property
+    def auto_scaling_group_name(self) -> str:
+        return str(self.group.name)
+
+    @property
+    def auto_scaling_group_arn(self) -> str:
+        return str(self.group.arn)
+
+    @property
+    def ended(self) -> bool:
+        return self.status_code in ENDED
+
+    def progressed(self, status_code: str, progress: int) -> None:
+        if not self.ended:
+            self.status_code, self.progress = status_code, progress
+
+    def end(self, when: datetime, status_code: str = "Successful", reason: str | None = None) -> None:
+        """Ends the activity (an ended one stays as it ended). [HOOKFAIL] a failure's reason is its
+        StatusMessage and is appended to its description as "Status Reason"."""
+        if self.ended:
+            return
+        self.status_code, self.progress, self.end_time = status_code, 100, when
+        if reason is not None:
+            self.status_message = reason
+            self.description += f".  Status Reason: {reason}"
+
+    def order(self) -> tuple[bool, int]:
+        """[DESCACT] "Activities are sorted by start time. Activities still in progress are described
+        first." Newest first: `describe-scaling-activities --max-items 1` shows a group's last one."""
+        return self.ended, -self.seq
+
+
+@dataclass
 class Tracked:
     """What the sandbox knows about a group's instance beyond moto's InstanceState."""
 
     launched_from: dict[str, str] | None
     booted: bool = False
+    activity: Activity | None = None  # the activity launching or terminating it
     actions: dict[str, LifecycleAction] = field(default_factory=dict)
     # AZRebalance: this instance is being replaced and no longer counts toward capacity.
     rebalance_victim: bool = False
@@ -109,6 +179,25 @@ def _set_ec2_state(instance: Instance, state: tuple[str, int]) -> None:
     instance._state.name, instance._state.code = state
 
 
+def _at(when: datetime) -> str:
+    """A time as activity causes give it: 2020-10-30T19:35:51Z."""
+    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _details(subnet: str | None, zone: str) -> str:
+    # [VERIFY] "Details": "{\"Subnet ID\":\"subnet-5ea0c127\",\"Availability Zone\":\"us-west-2b\"}"
+    return json.dumps({"Subnet ID": subnet, "Availability Zone": zone}, separators=(",", ":"))
+
+
+def _where(state: InstanceState) -> str:
+    return _details(state.instance.subnet_id, _zone(state))
+
+
+def _sentences(*parts: str | None) -> str:
+    # [VERIFY] the sentences of a cause are separated by two spaces.
+    return "  ".join(part for part in parts if part)
+
+
 class AutoScalingRules:
     """The behaviour of one sandbox's Auto Scaling groups. ``install()`` makes it moto's."""
 
@@ -116,6 +205,12 @@ class AutoScalingRules:
         self.scheduler = scheduler
         self.timing = timing
         self.tracked: dict[str, Tracked] = {}
+        self.activities: list[Activity] = []
+        # Per group: the capacity check due (an activity starts there), the cause of the last change of
+        # desired capacity not yet acted on, and the launches that failed in a row.
+        self._checks: dict[str, Timer] = {}
+        self._why: dict[str, str] = {}
+        self._failures: dict[str, int] = {}
         # Who follows the machines (the simulated cluster): told when an instance is up and running,
         # when it starts shutting down, and when it is terminated.
         self.on_running: list[Callable[[Instance], None]] = []
@@ -136,26 +231,65 @@ class AutoScalingRules:
             if state.lifecycle_state in CAPACITY_STATES and not self._track(state).rebalance_victim
         ]
 
-    def reconcile(self, group: FakeAutoScalingGroup) -> None:
-        """Launch or terminate until the group holds its desired capacity, as far as the group's
-        suspended processes allow: with Launch suspended it cannot scale out, with Terminate
-        suspended it cannot scale in. [SUSPEND]"""
-        delta = (group.desired_capacity or 0) - len(self.capacity(group))
-        if delta > 0 and not _suspended(group, "Launch"):
-            for _ in range(delta):
-                self.launch(group)
-        elif delta < 0 and not _suspended(group, "Terminate"):
-            for _ in range(-delta):
+    def desire_changed(self, group: FakeAutoScalingGroup, cause: str) -> None:
+        """Desired capacity changed for ``cause`` (the first sentence of the activities that follow)."""
+        self._why[group.name] = cause
+        self.reconcile(group)
+
+    def reconcile(self, group: FakeAutoScalingGroup, delay: float | None = None) -> None:
+        """Auto Scaling compares desired and actual capacity a moment after a change (the scenario's
+        activity_seconds, or ``delay``), not in the call that changed it [VERIFY]: the activities and
+        their instances come then."""
+        if group.name not in self._checks:
+            seconds = self.timing.activity_seconds if delay is None else delay
+            self._checks[group.name] = self.scheduler.call_later(seconds, partial(self._scale, group))
+
+    def _scale(self, group: FakeAutoScalingGroup) -> None:
+        """Launch or terminate until the group holds its desired capacity, one activity per instance
+        [VERIFY], as far as the group's suspended processes allow: with Launch suspended it cannot
+        scale out, with Terminate suspended it cannot scale in, and no activity starts ("can't initiate
+        scale-out activities") until the process is resumed. [SUSPEND]"""
+        del self._checks[group.name]
+        if group.autoscaling_backend.autoscaling_groups.get(group.name) is not group:
+            return  # the group was deleted meanwhile
+        desired, actual = group.desired_capacity or 0, len(self.capacity(group))
+        now = _at(self.scheduler.clock.wall())
+        if desired > actual and not _suspended(group, "Launch"):
+            cause = _sentences(
+                self._why.pop(group.name, None),
+                f"At {now} an instance was started in response to a difference between desired and "
+                f"actual capacity, increasing the capacity from {actual} to {desired}.",
+            )
+            launched = [self.launch(group, cause) for _ in range(desired - actual)]
+            if None in launched:
+                failures = self._failures[group.name] = self._failures.get(group.name, 0) + 1
+                retry = min(LAUNCH_RETRY_SECONDS * 2 ** (failures - 1), LAUNCH_RETRY_CAP_SECONDS)
+                self.reconcile(group, delay=retry)
+            else:
+                self._failures.pop(group.name, None)
+        elif desired < actual and not _suspended(group, "Terminate"):
+            why = self._why.pop(group.name, None)
+            shrinking = (
+                f"At {now} an instance was taken out of service in response to a difference between "
+                f"desired and actual capacity, shrinking the capacity from {actual} to {desired}."
+            )
+            for _ in range(actual - desired):
                 victims = self.termination_order(group, self.capacity(group))
                 if victims:
-                    self.begin_termination(victims[0])
+                    chosen = f"At {now} instance {victims[0].instance.id} was selected for termination."
+                    self.begin_termination(victims[0], _sentences(why, shrinking, chosen))
         self.rebalance(group)
         self._sync_target_groups(group)
 
-    def launch(self, group: FakeAutoScalingGroup, zone: str | None = None) -> InstanceState:
+    def launch(
+        self, group: FakeAutoScalingGroup, cause: str, zone: str | None = None
+    ) -> InstanceState | None:
         """Launch one instance in the zone with the fewest instances [BALANCE], from the group's
-        launch template version resolved now, so the instance keeps reporting that version."""
+        launch template version resolved now, so the instance keeps reporting that version. A launch
+        EC2 refuses (its image does not exist) is a failed activity instead [DESCACT], tried again."""
         zone = zone or min(group.availability_zones, key=self._zone_counts(group).__getitem__)
+        subnet = self._subnet_in(group, zone)
+        details = _details(subnet, zone)
         template = group.ec2_launch_template
         launched_from: dict[str, str] | None = None
         launch_template_arg = None
@@ -169,6 +303,13 @@ class AutoScalingRules:
             }
             launch_template_arg = {"LaunchTemplateId": template.id, "Version": str(version.number)}
             image_id, instance_type = version.image_id, version.instance_type or instance_type
+        now = self.scheduler.clock.wall()
+        if image_id not in group.ec2_backend.amis:
+            failed = Activity(group, "Launching a new EC2 instance", cause, now, details)
+            reason = f"The image id '[{image_id}]' does not exist. Launching EC2 instance failed."
+            failed.end(now, "Failed", reason)
+            self.activities.append(failed)
+            return None
         tags = group.get_propagated_tags()
         tags[asg_models.ASG_NAME_TAG] = group.name
         tags.update(group.instance_tags)
@@ -183,13 +324,13 @@ class AutoScalingRules:
             launch_config=group.launch_config,
             launch_template=launch_template_arg,
             is_instance_type_default=False,
-            subnet_id=self._subnet_in(group, zone),
+            subnet_id=subnet,
         )
         instance = reservation.instances[0]
         instance.autoscaling_group = group
         # EC2's LaunchTime is on the world's clock, as the Kubernetes side's timestamps are (moto stamps
         # real time, which a fast-forwarded sandbox has left behind).
-        instance.launch_time = self.scheduler.clock.wall().replace(tzinfo=None)
+        instance.launch_time = now.replace(tzinfo=None)
         _set_ec2_state(instance, _EC2_PENDING)
         state = InstanceState(
             instance,
@@ -197,8 +338,11 @@ class AutoScalingRules:
             protected_from_scale_in=group.new_instances_protected_from_scale_in,
         )
         group.instance_states.append(state)
-        self.tracked[instance.id] = Tracked(launched_from=launched_from)
-        # [HOOKS] a launching instance waits in Pending:Wait while it boots and the hook's actions run.
+        activity = Activity(group, f"Launching a new EC2 instance: {instance.id}", cause, now, details)
+        self.activities.append(activity)
+        self.tracked[instance.id] = Tracked(launched_from=launched_from, activity=activity)
+        # [HOOKS] a launching instance waits in Pending:Wait while it boots and the hook's actions run;
+        # its activity is in progress until the instance is InService.
         self._start_actions(group, state, LAUNCHING, "Pending:Wait")
         self.scheduler.call_later(self.timing.boot_seconds, lambda: self._booted(state))
         return state
@@ -243,18 +387,23 @@ class AutoScalingRules:
         victims = self.termination_order(group, in_largest)
         if not victims:
             return
-        self._track(victims[0]).rebalance_victim = True
-        replacement = self.launch(group, zone=smallest)
-        self._track(replacement).replaces = victims[0]
+        launching = (
+            f"At {_at(self.scheduler.clock.wall())} instances were launched to balance instances in zones "
+            f"{smallest} with other zones resulting in more than desired number of instances in the group."
+        )
+        replacement = self.launch(group, launching, zone=smallest)
+        if replacement is not None:
+            self._track(victims[0]).rebalance_victim = True
+            self._track(replacement).replaces = victims[0]
 
     # ----- termination ----------------------------------------------------------------------
 
     def terminate_in_group(
         self, backend: AutoScalingBackend, instance_id: str, should_decrement: bool
-    ) -> TerminateInstanceActivity:
-        """TerminateInstanceInAutoScalingGroup [TERMAPI]. Works whatever processes are suspended
-        [SUSPEND]; with decrement it cannot take desired below MinSize; without it the group
-        launches a replacement."""
+    ) -> Activity | None:
+        """TerminateInstanceInAutoScalingGroup [TERMAPI]: returns the termination's activity. Works
+        whatever processes are suspended [SUSPEND]; with decrement it cannot take desired below
+        MinSize; without it the group launches a replacement."""
         state = self._find(backend, instance_id)
         group: FakeAutoScalingGroup = state.auto_scaling_group
         min_size, _, original = _bounds(group)
@@ -267,11 +416,18 @@ class AutoScalingRules:
                         "shouldDecrementDesiredCapacity flag to false or lower group's min size."
                     )
                 group.desired_capacity = original - 1
-            self.begin_termination(state)
+            shrinking = f", shrinking the capacity from {original} to {original - 1}"
+            # [SCALEIN] "instance i-... was taken out of service in response to a user request, shrinking
+            # the capacity from 1 to 0."
+            self.begin_termination(
+                state,
+                f"At {_at(self.scheduler.clock.wall())} instance {instance_id} was taken out of service "
+                f"in response to a user request{shrinking if should_decrement else ''}.",
+            )
             self.reconcile(group)
-        return TerminateInstanceActivity(state.instance, original)
+        return self._track(state).activity
 
-    def begin_termination(self, state: InstanceState) -> None:
+    def begin_termination(self, state: InstanceState, cause: str) -> None:
         """[HOOKFLOW] "the terminating instance is first deregistered from the load balancer" and
         "waits for existing connections to drain before completing the deregistration process": it
         stays Terminating while its target groups drain it. Then [HOOKS] it waits in Terminating:Wait
@@ -284,9 +440,17 @@ class AutoScalingRules:
             if action.hook.lifecycle_transition == LAUNCHING:
                 action.timer.cancel()
                 del tracked.actions[name]
+        now = self.scheduler.clock.wall()
+        if tracked.activity is not None:
+            tracked.activity.end(now, "Cancelled")  # a launch still in progress never completes
+        description = f"Terminating EC2 instance: {state.instance.id}"
+        tracked.activity = Activity(state.auto_scaling_group, description, cause, now, _where(state))
+        tracked.activity.progressed("InProgress", 50)
+        self.activities.append(tracked.activity)
         state.lifecycle_state = "Terminating"
         delay = self._deregister(state)
         if delay > 0:
+            tracked.activity.progressed("WaitingForELBConnectionDraining", 50)
             self.scheduler.call_later(delay, lambda: self._drained(state))
         else:
             self._drained(state)
@@ -316,6 +480,10 @@ class AutoScalingRules:
             return  # terminated through EC2 while draining: gone already
         if not self._start_actions(state.auto_scaling_group, state, TERMINATING, "Terminating:Wait"):
             self._shut_down(state)
+            return
+        activity = self._track(state).activity
+        if activity is not None:
+            activity.progressed("MidLifecycleAction", 50)
 
     def register_in_service(self, group: FakeAutoScalingGroup) -> None:
         """[HOOKFLOW] "before the instance reaches the InService state, if the Auto Scaling group is
@@ -331,9 +499,25 @@ class AutoScalingRules:
     def notify_ec2_terminated(self, backend: AutoScalingBackend, instance_ids: list[str]) -> None:
         """Instances terminated through EC2 TerminateInstances bypass lifecycle hooks; the group
         finds them no longer running, marks them unhealthy and replaces them. [HEALTH]"""
+        now = self.scheduler.clock.wall()
         for group in backend.autoscaling_groups.values():
             gone = [s for s in group.instance_states if s.instance.id in instance_ids]
             for state in gone:
+                tracked = self._track(state)
+                if tracked.activity is not None:
+                    tracked.activity.end(now, "Cancelled")
+                # "At 2019-10-30T17:21:23Z an instance was taken out of service in response to a EC2
+                # health check indicating it has been terminated or stopped." (a real activity's cause)
+                ended = Activity(
+                    group,
+                    f"Terminating EC2 instance: {state.instance.id}",
+                    f"At {_at(now)} an instance was taken out of service in response to a EC2 health check "
+                    "indicating it has been terminated or stopped.",
+                    now,
+                    _where(state),
+                )
+                ended.end(now)
+                self.activities.append(ended)
                 self._forget(state)
                 # moto terminates at once, skipping shutting-down: the machine stops and is gone.
                 for listener in [*self.on_stopping, *self.on_terminated]:
@@ -353,11 +537,18 @@ class AutoScalingRules:
             and state.lifecycle_state == "InService"
             and not any(_suspended(group, p) for p in ("ReplaceUnhealthy", "Terminate"))
         ):
-            self.begin_termination(state)
+            self.begin_termination(
+                state,
+                f"At {_at(self.scheduler.clock.wall())} an instance was taken out of service in response "
+                "to a user health-check.",
+            )
             self.reconcile(group)
 
     def _shut_down(self, state: InstanceState) -> None:
         _set_ec2_state(state.instance, _EC2_SHUTTING_DOWN)
+        activity = self._track(state).activity
+        if activity is not None:
+            activity.progressed("InProgress", 80)
         for listener in self.on_stopping:
             listener(state.instance.id)
 
@@ -366,6 +557,8 @@ class AutoScalingRules:
             # What EC2's TerminateInstances does to the instance, without moto's lookup of it, which
             # copies every reservation of the account.
             state.instance.terminate()
+            if activity is not None:
+                activity.end(self.scheduler.clock.wall())
             self._forget(state)
             for listener in self.on_terminated:
                 listener(state.instance.id)
@@ -397,11 +590,20 @@ class AutoScalingRules:
         if not tracked.booted or tracked.actions or state.lifecycle_state not in CAPACITY_STATES:
             return
         state.lifecycle_state = "InService"
+        now = self.scheduler.clock.wall()
+        if tracked.activity is not None:
+            tracked.activity.end(now)
         group = state.auto_scaling_group
         if tracked.replaces is not None:
             victim, tracked.replaces = tracked.replaces, None
             if victim.instance.id in self.tracked:
-                self.begin_termination(victim)
+                desired = group.desired_capacity or 0
+                self.begin_termination(
+                    victim,
+                    f"At {_at(now)} an instance was taken out of service in response to a difference "
+                    f"between desired and actual capacity, shrinking the capacity from {desired + 1} to "
+                    f"{desired}.",
+                )
         self.rebalance(group)
         self._sync_target_groups(group)
 
@@ -423,11 +625,15 @@ class AutoScalingRules:
             timer = self._timeout_timer(state, hook, hook.heartbeat_timeout)
             tracked.actions[hook.name] = LifecycleAction(hook, str(uuid.uuid4()), now, timer)
         state.lifecycle_state = wait_state
+        if tracked.activity is not None:
+            tracked.activity.progressed("MidLifecycleAction", tracked.activity.progress)
         return True
 
     def _timeout_timer(self, state: InstanceState, hook: LifecycleHook, delay: float) -> Timer:
         # [ADDHOOK] when the heartbeat timeout elapses, the hook's DefaultResult applies.
-        return self.scheduler.call_later(delay, lambda: self._finish(state, hook.name, hook.default_result))
+        return self.scheduler.call_later(
+            delay, lambda: self._finish(state, hook.name, hook.default_result, "Heartbeat Timeout")
+        )
 
     def complete(
         self,
@@ -444,7 +650,7 @@ class AutoScalingRules:
                 "Member must satisfy enum value set: [CONTINUE, ABANDON]"
             )
         state, _ = self._pending_action(group, hook_name, token, instance_id)
-        self._finish(state, hook_name, result)
+        self._finish(state, hook_name, result, f"Lifecycle Action Completed with {result} Result")
 
     def heartbeat(
         self, group: FakeAutoScalingGroup, hook_name: str, token: str | None, instance_id: str | None
@@ -464,11 +670,13 @@ class AutoScalingRules:
             action = self._track(state).actions.get(hook_name)
             if action is not None:
                 result = "ABANDON" if action.hook.lifecycle_transition == LAUNCHING else "CONTINUE"
-                self._finish(state, hook_name, result)
+                self._finish(state, hook_name, result, f"Lifecycle Action Completed with {result} Result")
 
-    def _finish(self, state: InstanceState, hook_name: str, result: str) -> None:
+    def _finish(self, state: InstanceState, hook_name: str, result: str, how: str) -> None:
         """[ADDHOOK] for a terminating instance both results let it terminate, but ABANDON stops
-        the remaining hooks; for a launching instance ABANDON terminates it."""
+        the remaining hooks; for a launching instance ABANDON terminates it, and [HOOKFAIL] its launch
+        activity ends: "Instance failed to complete user's Lifecycle Action: Lifecycle Action with token
+        ... was abandoned: Lifecycle Action Completed with ABANDON Result" (or "Heartbeat Timeout")."""
         tracked = self.tracked.get(state.instance.id)
         if tracked is None or hook_name not in tracked.actions:
             return
@@ -488,6 +696,13 @@ class AutoScalingRules:
             state.lifecycle_state = "Terminating:Proceed"
             self._shut_down(state)
         elif result == "ABANDON":
+            if tracked.activity is not None:
+                tracked.activity.end(
+                    self.scheduler.clock.wall(),
+                    "Cancelled",
+                    f"Instance failed to complete user's Lifecycle Action: Lifecycle Action with token "
+                    f"{action.token} was abandoned: {how}",
+                )
             state.lifecycle_state = "Terminating"
             self._shut_down(state)
             self.reconcile(group)
@@ -645,11 +860,23 @@ _source_data: ContextVar[dict[str, Any] | None] = ContextVar("source_data", defa
 _MOTO_LAUNCH_TEMPLATE: Callable[[InstanceState], dict[str, Any] | None] = InstanceState.launch_template.fget  # type: ignore[attr-defined]
 
 
+def _now() -> str:
+    return _at(_rules().scheduler.clock.wall())
+
+
 def _create_auto_scaling_group(self: AutoScalingBackend, **kwargs: Any) -> FakeAutoScalingGroup:
     min_size = asg_models.make_int(kwargs["min_size"]) or 0
     max_size = asg_models.make_int(kwargs["max_size"]) or 0
     _check_bounds(min_size, max_size, asg_models.make_int(kwargs["desired_capacity"]))
-    return _ORIGINALS["create_auto_scaling_group"](self, **kwargs)  # type: ignore[no-any-return]
+    group: FakeAutoScalingGroup = _ORIGINALS["create_auto_scaling_group"](self, **kwargs)
+    _, _, desired = _bounds(group)
+    if desired:
+        cause = (
+            f"At {_now()} a user request created an AutoScalingGroup changing the desired capacity "
+            f"from 0 to {desired}."
+        )
+        _rules().desire_changed(group, cause)
+    return group
 
 
 def _update_auto_scaling_group(self: AutoScalingBackend, **kwargs: Any) -> FakeAutoScalingGroup:
@@ -666,6 +893,16 @@ def _update_auto_scaling_group(self: AutoScalingBackend, **kwargs: Any) -> FakeA
     if kwargs.get("mixed_instances_policy") is None:
         # moto clears the policy on any update that does not repeat it; AWS keeps it.
         updated.mixed_instances_policy = policy
+    desired = kwargs["desired_capacity"]
+    if desired != current_desired:
+        # [VERIFY] "At 2020-10-30T19:35:51Z a user request update of AutoScalingGroup constraints to
+        # min: 0, max: 16, desired: 16 changing the desired capacity from 0 to 16."
+        cause = (
+            f"At {_now()} a user request update of AutoScalingGroup constraints to min: {min_size}, "
+            f"max: {max_size}, desired: {desired} changing the desired capacity from {current_desired} "
+            f"to {desired}."
+        )
+        _rules().desire_changed(updated, cause)
     return updated
 
 
@@ -682,7 +919,16 @@ def _set_desired_capacity(self: AutoScalingBackend, group_name: str, desired_cap
             f"New SetDesiredCapacity value {desired_capacity} is below min value {min_size} "
             "for the AutoScalingGroup."
         )
+    _, _, current = _bounds(group)
     group.set_desired_capacity(desired_capacity)
+    if group.desired_capacity != current:
+        # [SCALEIN] "a user request explicitly set group desired capacity changing the desired capacity
+        # from 6 to 5"
+        cause = (
+            f"At {_now()} a user request explicitly set group desired capacity changing the desired "
+            f"capacity from {current} to {group.desired_capacity}."
+        )
+        _rules().desire_changed(group, cause)
 
 
 def _group_set_desired_capacity(self: FakeAutoScalingGroup, new_capacity: int | None) -> None:
@@ -693,8 +939,7 @@ def _group_set_desired_capacity(self: FakeAutoScalingGroup, new_capacity: int | 
 def _replace_instances(
     self: FakeAutoScalingGroup, count_needed: int, propagated_tags: dict[str, str]
 ) -> None:
-    for _ in range(count_needed):
-        _rules().launch(self)
+    _rules().reconcile(self)
 
 
 def _create_lifecycle_hook(self: AutoScalingBackend, **kwargs: Any) -> LifecycleHook:
@@ -806,6 +1051,45 @@ def _put_lifecycle_hook(self: asg_responses.AutoScalingResponse) -> ActionResult
     return result
 
 
+def _describe_scaling_activities(self: asg_responses.AutoScalingResponse) -> ActionResult:
+    """DescribeScalingActivities [DESCACT]: the activities of the named group (of every group when none
+    is named), or those of ActivityIds among them ("If unknown activities are requested, they are
+    ignored with no error"), those of deleted groups only with IncludeDeletedGroups; in progress first,
+    then newest first; MaxRecords (default and at most 100) a page, NextToken for the next."""
+    name = self._get_param("AutoScalingGroupName")
+    ids = set(self._get_param("ActivityIds", []))
+    include_deleted = self._get_bool_param("IncludeDeletedGroups", False)
+    max_records = self._get_int_param("MaxRecords") or MAX_RECORDS
+    if max_records > MAX_RECORDS or len(ids) > MAX_ACTIVITY_IDS:
+        raise ValidationError(
+            f"MaxRecords must be at most {MAX_RECORDS} and ActivityIds list at most {MAX_ACTIVITY_IDS} IDs"
+        )
+    groups = self.autoscaling_backend.autoscaling_groups
+    listed = sorted(
+        (
+            a
+            for a in _rules().activities
+            if (not name or a.group.name == name)
+            and (not ids or a.activity_id in ids)
+            and (include_deleted or groups.get(a.group.name) is a.group)
+        ),
+        key=Activity.order,
+    )
+    token = self._get_param("NextToken")
+    if token:
+        try:
+            ended, seq = (int(part) for part in token.split(":"))
+        except ValueError:
+            raise ValidationError("Invalid NextToken") from None
+        listed = [a for a in listed if a.order() > (bool(ended), seq)]
+    page = listed[:max_records]
+    result: dict[str, Any] = {"Activities": page}
+    if len(listed) > max_records:
+        last = page[-1].order()
+        result["NextToken"] = f"{int(last[0])}:{last[1]}"
+    return ActionResult(result)
+
+
 def _record_lifecycle_action_heartbeat(self: asg_responses.AutoScalingResponse) -> ActionResult:
     _rules().heartbeat(
         _group(self.autoscaling_backend, self._get_param("AutoScalingGroupName")),
@@ -843,6 +1127,7 @@ _PATCHES: dict[tuple[type, str], Any] = {
     (LaunchTemplates, "create_launch_template_version"): _create_launch_template_version_action,
     (asg_responses.AutoScalingResponse, "put_lifecycle_hook"): _put_lifecycle_hook,
     (asg_responses.AutoScalingResponse, "complete_lifecycle_action"): _complete_lifecycle_action,
+    (asg_responses.AutoScalingResponse, "describe_scaling_activities"): _describe_scaling_activities,
     (
         asg_responses.AutoScalingResponse,
         "record_lifecycle_action_heartbeat",

@@ -27,6 +27,12 @@ class _Strict(BaseModel):
 class Timing(_Strict):
     """How long the simulated machines take, in seconds (fractions allowed so tests run fast)."""
 
+    # Auto Scaling acts on a capacity change a few seconds later, in a scaling activity ("an instance was
+    # started in response to a difference between desired and actual capacity" comes after the change);
+    # the instance exists from then on. Short by default, so rehearsals stay fast.
+    activity_seconds: float = Field(
+        default=1.0, ge=0, description="capacity change -> its scaling activity starts"
+    )
     boot_seconds: float = Field(default=2.0, ge=0, description="EC2 pending -> running")
     shutdown_seconds: float = Field(default=1.0, ge=0, description="EC2 shutting-down -> terminated")
 
@@ -91,6 +97,11 @@ class KubernetesSpec(_Strict):
     )
     node_gone_seconds: float = Field(
         default=5.0, ge=0, description="instance terminated -> Node deleted (once it is NotReady)"
+    )
+    # kube-controller-manager's pod garbage collector (pkg/controller/podgc, quarantineTime): pods bound to
+    # a node that no longer exists are force-deleted once the node has stayed missing this long.
+    pod_gc_quarantine_seconds: float = Field(
+        default=40.0, ge=0, description="Node deleted -> its pods deleted (pod GC)"
     )
     pod_start_seconds: float = Field(default=1.0, ge=0, description="pod bound -> containers running")
     never_join: list[ImageRole] = Field(

@@ -68,7 +68,9 @@ def seed(scenario: Scenario, endpoint: str, scheduler: Scheduler) -> SeededWorld
         )
         for spec in scenario.groups
     ]
-    # The world starts with its instances booted: fire the boot timers now instead of waiting.
+    # The world starts with its instances booted: start the groups' launch activities and then fire the
+    # boot timers they set, now instead of waiting.
+    scheduler.fast_forward(scenario.timing.activity_seconds)
     scheduler.fast_forward(scenario.timing.boot_seconds)
     for spec in scenario.groups:
         for hook in spec.lifecycle_hooks:

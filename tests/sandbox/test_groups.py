@@ -1,7 +1,8 @@
 """Auto Scaling group behaviour the sandbox adds to moto, seen through boto3 over HTTP.
 
 Instances report the launch template version they were launched from, spread across zones, take
-time to boot, honour suspended processes, and the group validates capacity the way AWS does.
+time to boot, honour suspended processes, and the group validates capacity the way AWS does. A capacity
+change is acted on by scaling activities a moment later (see test_scaling_activities).
 """
 
 from __future__ import annotations
@@ -15,12 +16,13 @@ from botocore.exceptions import ClientError
 
 from tests.sandbox_client import FROZEN_TIMING, SandboxClient
 
+ACTIVITY = FROZEN_TIMING["activity_seconds"]
 BOOT = FROZEN_TIMING["boot_seconds"]
 SHUTDOWN = FROZEN_TIMING["shutdown_seconds"]
 
 
 def set_desired(sb: SandboxClient, desired: int) -> None:
-    sb.autoscaling.set_desired_capacity(AutoScalingGroupName="workers", DesiredCapacity=desired)
+    sb.set_desired(desired)
 
 
 def zones(sb: SandboxClient) -> Counter[str]:
@@ -144,6 +146,7 @@ def test_suspended_launch_blocks_scale_out_until_resumed(sandbox: SandboxClient)
     set_desired(sandbox, 5)
     assert len(sandbox.states()) == 3
     sandbox.autoscaling.resume_processes(AutoScalingGroupName="workers", ScalingProcesses=["Launch"])
+    sandbox.advance(ACTIVITY)
     assert len(sandbox.states()) == 5
 
 
@@ -187,6 +190,7 @@ def unbalance(sb: SandboxClient) -> None:
                 InstanceId=instance["InstanceId"], ShouldDecrementDesiredCapacity=True
             )
     sb.advance(SHUTDOWN)
+    sb.advance(ACTIVITY)  # the group looks again once they are gone
 
 
 def test_az_rebalance_launches_first_then_terminates(start_sandbox: Callable[..., SandboxClient]) -> None:
@@ -215,9 +219,9 @@ def test_suspended_az_rebalance_leaves_zones_unbalanced(start_sandbox: Callable[
 def test_unhealthy_instance_is_replaced(sandbox: SandboxClient) -> None:
     victim = next(iter(sandbox.states()))
     sandbox.autoscaling.set_instance_health(InstanceId=victim, HealthStatus="Unhealthy")
-    states = sandbox.states()
-    assert states[victim] == "Terminating"
-    assert sorted(states.values()) == ["InService", "InService", "Pending", "Terminating"]
+    assert sandbox.states()[victim] == "Terminating"
+    sandbox.advance(ACTIVITY)
+    assert sorted(sandbox.states().values()) == ["InService", "InService", "Pending", "Terminating"]
 
 
 def test_suspended_replace_unhealthy_keeps_the_instance(sandbox: SandboxClient) -> None:
@@ -289,6 +293,7 @@ def test_decrementing_below_min_size_is_rejected(sandbox: SandboxClient) -> None
 def test_raising_min_size_raises_desired_with_it(sandbox: SandboxClient) -> None:
     sandbox.autoscaling.update_auto_scaling_group(AutoScalingGroupName="workers", MinSize=4)
     assert sandbox.group()["DesiredCapacity"] == 4
+    sandbox.advance(ACTIVITY)
     assert len(sandbox.states()) == 4
 
 

@@ -1,7 +1,8 @@
 """The simulated cluster follows the AWS side, and the sandbox reports availability lost.
 
 Instances that run join as Ready nodes; an instance that is terminated turns its node NotReady, its
-serving pods are reported lost, the Node goes away and the pods come back elsewhere. AMIs can be made
+serving pods are reported lost, the Node goes away and, after pod GC's quarantine, the pods come back
+elsewhere. AMIs can be made
 to never join or never become Ready. Kubernetes faults: 5xx/429 answers, dropped connections and
 cut watches.
 """
@@ -26,6 +27,7 @@ from tests.sandbox.test_kube_api import wait_for
 from tests.sandbox_client import QUICK_KUBERNETES, QUICK_TIMING, SandboxClient
 
 NODE_MONITOR_GRACE = KubernetesSpec().node_monitor_grace_seconds
+POD_GC_QUARANTINE = KubernetesSpec().pod_gc_quarantine_seconds
 WORKLOADS = list(yaml.safe_load_all((Path(__file__).parent / "manifests" / "workloads.yaml").read_text()))
 
 
@@ -56,7 +58,7 @@ def on(node: str) -> str:
 
 def test_scaling_out_joins_new_ready_nodes(cluster: SandboxClient) -> None:
     core = client.CoreV1Api(cluster.kube())
-    cluster.autoscaling.set_desired_capacity(AutoScalingGroupName="workers", DesiredCapacity=4)
+    cluster.set_desired(4)
     (new,) = set(cluster.states()) - set(nodes(core))
     wait_for(
         lambda: new in nodes(core) and ready(nodes(core)[new]) == "True", cluster, "the new node to be Ready"
@@ -108,6 +110,10 @@ def test_terminated_instance_loses_its_node_and_pods_come_back(cluster: SandboxC
     wait_for(
         lambda: victim not in {n.metadata.name for n in core.list_node().items}, cluster, "the Node to go"
     )
+    # Its pods stay, bound to the missing node, until pod GC's quarantine has passed.
+    left = {p.metadata.name for p in core.list_pod_for_all_namespaces(field_selector=on(victim)).items}
+    assert left >= serving
+    cluster.advance(POD_GC_QUARANTINE)
     wait_for(
         lambda: (
             all(
@@ -120,11 +126,29 @@ def test_terminated_instance_loses_its_node_and_pods_come_back(cluster: SandboxC
         "web and db to run elsewhere",
     )
     report = cluster.admin("GET", "report")
-    assert {p["name"] for p in report["lost_pods"]} == serving
+    assert sorted(p["name"] for p in report["lost_pods"]) == sorted(serving)  # lost once, when it stopped
     assert all(p["node"] == victim for p in report["lost_pods"])
     (db,) = [w for w in report["under_strength"] if w["name"] == "db"]  # db-0 was lost, then came back
     assert (db["kind"], db["ongoing"], db["desired"]) == ("StatefulSet", False, 2)
     assert db["seconds"] > 0
+
+
+def test_pods_of_a_deleted_node_whose_instance_stops_are_lost_once(cluster: SandboxClient) -> None:
+    core = client.CoreV1Api(cluster.kube())
+    victim = core.read_namespaced_pod("db-0", "default").spec.node_name
+    instance = next(i for i, n in nodes(core).items() if n.metadata.name == victim)
+    serving = sorted(
+        p.metadata.name
+        for p in core.list_pod_for_all_namespaces(field_selector=on(victim)).items
+        if not p.metadata.name.startswith("agent-")
+    )
+    core.delete_node(victim)
+    assert cluster.admin("GET", "report")["lost_pods"] == []  # its kubelet still runs them
+    cluster.ec2.terminate_instances(InstanceIds=[instance])  # and now it stops, with them
+    assert sorted(p["name"] for p in cluster.admin("GET", "report")["lost_pods"]) == serving
+    cluster.advance(POD_GC_QUARANTINE)
+    wait_for(lambda: not core.list_pod_for_all_namespaces(field_selector=on(victim)).items, cluster, "pod GC")
+    assert sorted(p["name"] for p in cluster.admin("GET", "report")["lost_pods"]) == serving
 
 
 def test_losing_a_node_under_a_budget_is_a_pdb_violation(start_sandbox: Callable[..., SandboxClient]) -> None:
@@ -163,7 +187,7 @@ def launch_new_image(cluster: SandboxClient, core: client.CoreV1Api) -> str:
         SourceVersion="1",
         LaunchTemplateData={"ImageId": new_ami},
     )
-    cluster.autoscaling.set_desired_capacity(AutoScalingGroupName="workers", DesiredCapacity=4)
+    cluster.set_desired(4)
     (new,) = set(cluster.states()) - set(nodes(core))
     return new
 

@@ -305,7 +305,7 @@ def test_an_instance_that_stops_before_joining_never_joins(
 ) -> None:
     cluster = start_sandbox(kubernetes={"join_seconds": 10})
     core = client.CoreV1Api(cluster.kube())
-    cluster.autoscaling.set_desired_capacity(AutoScalingGroupName="workers", DesiredCapacity=4)
+    cluster.set_desired(4)
     (new,) = set(cluster.states()) - set(nodes(core))
     cluster.advance(FROZEN_TIMING["boot_seconds"])  # running: it would join 10 s from now
     cluster.ec2.terminate_instances(InstanceIds=[new])

@@ -1,7 +1,7 @@
 """The real kubectl against the sandbox's API server: the check that the emulator behaves like one.
 
-get, apply, wait, cordon/uncordon, taint, label, annotate and drain run unchanged, in real time, on a
-cluster whose nodes are the sandbox's EC2 instances.
+get, apply, wait, cordon/uncordon, taint, label, annotate, drain and delete node run unchanged, in real
+time, on a cluster whose nodes are the sandbox's EC2 instances.
 """
 
 from __future__ import annotations
@@ -15,10 +15,12 @@ from pathlib import Path
 
 import pytest
 
+from nodeswap.sandbox.scenario import KubernetesSpec
 from tests.sandbox_client import QUICK_KUBERNETES, QUICK_TIMING, SandboxClient
 
 MANIFESTS = Path(__file__).parent / "manifests" / "workloads.yaml"
 KUBECTL = shutil.which("kubectl") or "/usr/bin/kubectl"
+POD_GC_QUARANTINE = KubernetesSpec().pod_gc_quarantine_seconds
 
 pytestmark = pytest.mark.skipif(not Path(KUBECTL).exists(), reason="kubectl is not installed")
 
@@ -184,3 +186,39 @@ def test_other_kubectl_versions_get_cordon_and_drain(
     run("drain", node, "--ignore-daemonsets", "--delete-emptydir-data", "--timeout=30s")
     run("uncordon", node)
     assert "SchedulingDisabled" not in run("get", "node", node).stdout
+
+
+def test_a_deleted_node_takes_its_lease_and_leaves_its_pods_running_until_pod_gc(
+    cluster: SandboxClient, applied: Kubectl
+) -> None:
+    node = applied.json("get", "pod", "db-0")["spec"]["nodeName"]
+    uid = applied.json("get", "node", node)["metadata"]["uid"]  # type: ignore[index]
+    lease = applied.json("get", "lease", node, "-n", "kube-node-lease")
+    assert lease["metadata"]["ownerReferences"] == [  # type: ignore[index]
+        {"apiVersion": "v1", "kind": "Node", "name": node, "uid": uid}
+    ]
+    on_node = f"spec.nodeName={node}"
+    serving = {
+        p["metadata"]["name"]  # type: ignore[index]
+        for p in applied.json("get", "pods", "--field-selector", on_node)["items"]  # type: ignore[union-attr]
+        if not p["metadata"]["name"].startswith("agent-")  # type: ignore[index]
+    }
+    assert "db-0" in serving
+
+    applied("delete", "node", node)
+    # The garbage collector deletes the Lease with its owner.
+    applied("wait", "--for=delete", f"lease/{node}", "-n", "kube-node-lease", "--timeout=10s")
+    # Pod GC leaves the pods of a missing node alone for its quarantine; the kubelet runs them meanwhile.
+    cluster.advance(POD_GC_QUARANTINE - 1)
+    listed = applied.json("get", "pods", "--field-selector", on_node)["items"]
+    assert serving <= {p["metadata"]["name"] for p in listed}  # type: ignore[index,union-attr]
+    assert {p["status"]["phase"] for p in listed} == {"Running"}  # type: ignore[index,union-attr]
+    assert cluster.admin("GET", "report")["lost_pods"] == []
+
+    cluster.advance(1)
+    assert applied.json("get", "pods", "--field-selector", on_node)["items"] == []
+    lost = cluster.admin("GET", "report")["lost_pods"]
+    assert sorted(p["name"] for p in lost) == sorted(serving)  # they were serving when pod GC took them
+    assert {p["node"] for p in lost} == {node}
+    applied("rollout", "status", "statefulset/db", "--timeout=60s")  # db-0 comes back elsewhere
+    assert applied.json("get", "pod", "db-0")["spec"]["nodeName"] != node  # type: ignore[index]

@@ -18,6 +18,7 @@ from botocore.exceptions import ClientError
 from tests.sandbox_client import FROZEN_TIMING, SandboxClient
 
 SHUTDOWN = FROZEN_TIMING["shutdown_seconds"]
+ACTIVITY = FROZEN_TIMING["activity_seconds"]
 BOOT = FROZEN_TIMING["boot_seconds"]
 
 
@@ -154,9 +155,9 @@ def test_ec2_terminate_instances_bypasses_hooks_and_the_group_replaces_it(hooked
     victim = next(iter(hooked.states()))
     hooked.ec2.terminate_instances(InstanceIds=[victim])
     assert hooked.ec2_state(victim) == "terminated"
-    states = hooked.states()
-    assert victim not in states
-    assert sorted(states.values()) == ["InService", "InService", "Pending"]  # a replacement launches
+    assert victim not in hooked.states()
+    hooked.advance(ACTIVITY)
+    assert sorted(hooked.states().values()) == ["InService", "InService", "Pending"]  # a replacement launches
     assert hooked.group()["DesiredCapacity"] == 3
 
 
@@ -185,7 +186,7 @@ def test_deleting_a_hook_completes_its_outstanding_actions(hooked: SandboxClient
 def test_launching_instance_waits_in_pending_wait(start_sandbox: Callable[..., SandboxClient]) -> None:
     sb = with_hooks(start_sandbox, hook("join", "launching", timeout=600))
     before = set(sb.states())
-    sb.autoscaling.set_desired_capacity(AutoScalingGroupName="workers", DesiredCapacity=4)
+    sb.set_desired(4)
     (new,) = set(sb.states()) - before
     assert sb.states()[new] == "Pending:Wait"
     sb.advance(BOOT)
@@ -198,7 +199,7 @@ def test_launching_instance_waits_in_pending_wait(start_sandbox: Callable[..., S
 def test_abandoned_launch_is_terminated_and_replaced(start_sandbox: Callable[..., SandboxClient]) -> None:
     sb = with_hooks(start_sandbox, hook("join", "launching", timeout=600))
     before = set(sb.states())
-    sb.autoscaling.set_desired_capacity(AutoScalingGroupName="workers", DesiredCapacity=4)
+    sb.set_desired(4)
     (new,) = set(sb.states()) - before
     complete(sb, new, "ABANDON", hook_name="join")
     sb.advance(SHUTDOWN)
@@ -212,7 +213,7 @@ def test_abandoned_launch_is_terminated_and_replaced(start_sandbox: Callable[...
 def test_launch_hook_timeout_applies_its_default_result(start_sandbox: Callable[..., SandboxClient]) -> None:
     sb = with_hooks(start_sandbox, hook("join", "launching", timeout=120, result="CONTINUE"))
     before = set(sb.states())
-    sb.autoscaling.set_desired_capacity(AutoScalingGroupName="workers", DesiredCapacity=4)
+    sb.set_desired(4)
     (new,) = set(sb.states()) - before
     sb.advance(120)
     assert sb.states()[new] == "InService"
@@ -227,7 +228,7 @@ def test_terminating_an_instance_in_pending_wait_ends_its_launch_action(
         hook("drain", "terminating", result="CONTINUE"),
     )
     before = set(sb.states())
-    sb.autoscaling.set_desired_capacity(AutoScalingGroupName="workers", DesiredCapacity=4)
+    sb.set_desired(4)
     (new,) = set(sb.states()) - before
     assert sb.states()[new] == "Pending:Wait"
     terminate(sb, new)

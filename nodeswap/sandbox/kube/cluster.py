@@ -4,8 +4,10 @@ Nodes follow the AWS side: an instance that is running joins as a Node after the
 its private DNS name, providerID ``aws:///<zone>/<instance-id>``), tainted not-ready until it is Ready.
 When an instance shuts down its kubelet stops (its serving pods are lost); the node lifecycle controller
 turns the node NotReady and unreachable a grace period later, and once the instance is terminated the
-Node is deleted, as the cloud node lifecycle controller does. The taint eviction controller deletes
-pods from nodes with NoExecute taints they do not tolerate. A scheduler binds pending pods; kubelets
+Node is deleted, as the cloud node lifecycle controller does. A deleted Node takes its heartbeat Lease
+with it (the Lease's owner); its pods stay, run by its kubelet while the machine runs, until the pod
+garbage collector deletes them after its quarantine. The taint eviction controller deletes pods from
+nodes with NoExecute taints they do not tolerate. A scheduler binds pending pods; kubelets
 run them through ContainerCreating, Running and Ready, and end them after preStop and the grace
 period. Controllers (workloads, garbage collection, disruption budgets, endpoints) live in
 ``controllers``.
@@ -100,6 +102,7 @@ class Cluster:
         self.disruption = controllers.DisruptionBudgets(self)
         # In the order a pass runs them, around taint eviction, the scheduler and the kubelets.
         self._garbage = controllers.GarbageCollector(self)
+        self._pod_gc = controllers.PodGarbageCollector(self)
         self._workloads: list[controllers.Controller[Key]] = [
             controllers.Deployments(self),
             controllers.ReplicaSets(self),
@@ -117,6 +120,7 @@ class Cluster:
 
     def _changed(self, change: Change) -> None:
         self._garbage.changed(change)
+        self._pod_gc.changed(change)
         for controller in (*self._workloads, self.disruption, self._endpoints):
             controller.changed(change)
         obj, gone = change.object, change.type == "DELETED"
@@ -147,6 +151,7 @@ class Cluster:
     def reconcile(self) -> None:
         self._pending = False
         self._garbage.sync()
+        self._pod_gc.sync()
         self._evict_for_taints()
         for controller in self._workloads:
             controller.sync()
@@ -163,11 +168,12 @@ class Cluster:
         self.scheduler.call_later(self.spec.join_seconds, lambda: self._join(machine))
 
     def instance_stopping(self, instance_id: str) -> None:
-        """The machine shuts down: its kubelet stops at once, but the node lifecycle controller only
-        notices once the node's status has gone unrenewed for the node monitor grace period."""
+        """The machine shuts down: its kubelet stops at once, and with it the pods it runs (those of a
+        Node deleted before too), but the node lifecycle controller only notices once the node's status
+        has gone unrenewed for the node monitor grace period."""
         self._stopped.add(instance_id)
         name = self._nodes.get(instance_id)
-        if name is None or name in self._dead or self.store.find(NODES, "", name) is None:
+        if name is None or name in self._dead:
             return
         self._dead.add(name)
         for pod in self.pods_on(name):
@@ -265,11 +271,18 @@ class Cluster:
             },
         }
         _set_condition_taints(node, "False", now)  # it registers not Ready, so tainted not-ready
-        self.store.create(NODES, node)
+        uid = self.store.create(NODES, node)["metadata"]["uid"]
         self._nodes[machine.instance_id] = machine.private_dns
-        # The kubelet's heartbeat Lease (kubectl describe node shows it); renewals are not simulated.
+        # The kubelet's heartbeat Lease (kubectl describe node shows it), owned by its Node so that the
+        # garbage collector deletes it with the Node (pkg/kubelet/nodelease: setNodeOwnerFunc);
+        # renewals are not simulated.
+        owner = {"apiVersion": "v1", "kind": "Node", "name": machine.private_dns, "uid": uid}
         lease = {
-            "metadata": {"name": machine.private_dns, "namespace": "kube-node-lease"},
+            "metadata": {
+                "name": machine.private_dns,
+                "namespace": "kube-node-lease",
+                "ownerReferences": [owner],
+            },
             "spec": {"holderIdentity": machine.private_dns, "leaseDurationSeconds": 40, "renewTime": now},
         }
         if self.store.find(LEASES, "kube-node-lease", machine.private_dns) is None:
@@ -295,15 +308,18 @@ class Cluster:
     def _node_gone(self, name: str) -> None:
         """The cloud node lifecycle controller deletes the Node of a terminated instance, but only once
         the Node is not Ready: it skips Ready nodes and looks again every monitor period
-        (k8s.io/cloud-provider controllers/nodelifecycle MonitorNodes). Pod GC then removes its pods."""
+        (k8s.io/cloud-provider controllers/nodelifecycle MonitorNodes). The garbage collector then
+        removes its Lease, pod GC its pods."""
         node = self.store.find(NODES, "", name)
         if node is not None and _is_ready(node):
             self.scheduler.call_later(NODE_MONITOR_PERIOD_SECONDS, lambda: self._node_gone(name))
             return
         if node is not None:
             self.store.remove(NODES, "", name)
-        if self.store.find(LEASES, "kube-node-lease", name) is not None:
-            self.store.remove(LEASES, "kube-node-lease", name)
+
+    def kubelet_running(self, name: str) -> bool:
+        """The node's kubelet still runs its pods: its machine has not shut down (its Node may be gone)."""
+        return name not in self._dead
 
     def node_alive(self, name: str | None) -> bool:
         if not name or name in self._dead:
@@ -500,8 +516,11 @@ class Cluster:
         if self._ending.get(meta["uid"], float("inf")) <= grace:
             return
         node = pod["spec"].get("nodeName")
-        if node and not self.node_alive(node) and self.store.find(NODES, "", node) is not None:
-            return  # the kubelet is gone: the pod stays Terminating until pod GC removes it with the node
+        if node and (
+            not self.kubelet_running(node)
+            or (not self.node_alive(node) and self.store.find(NODES, "", node) is not None)
+        ):
+            return  # the kubelet is gone: the pod stays Terminating until pod GC removes it
         self._ending[meta["uid"]] = grace
         started = meta["uid"] in self._started
         seconds = min(grace, _termination_seconds(pod)) if started else 0.0

@@ -10,8 +10,9 @@ Deployments own one ReplicaSet per pod template (a template change scales the ol
 once: rolling-update pacing is not simulated); ReplicaSets keep their pod count; StatefulSets keep
 ordinal pods that come back with the same name and a new UID (OrderedReady: one at a time, each
 after the previous is Ready); DaemonSets keep one pod per eligible node; the garbage collector
-removes dependents of deleted owners and pods of deleted nodes; the disruption controller keeps
-PDB status; the endpoints controller keeps Endpoints for Services.
+removes dependents of deleted owners (a node's Lease with its Node); pod GC removes the pods of a
+deleted node after its quarantine; the disruption controller keeps PDB status; the endpoints controller
+keeps Endpoints for Services.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from nodeswap.sandbox.kube.resources import (
     DEPLOYMENTS,
     ENDPOINTS,
     EVENTS,
+    LEASES,
     NODES,
     PDBS,
     PODS,
@@ -120,6 +122,10 @@ def _controller_uid(obj: Object) -> list[str]:
     return [owner["uid"]] if owner is not None else []
 
 
+def _owner_uids(obj: Object) -> list[str]:
+    return [ref["uid"] for ref in obj["metadata"].get("ownerReferences") or []]
+
+
 def _label_keys(obj: Object) -> Iterable[Hashable]:
     meta = obj["metadata"]
     labels = (meta.get("labels") or {}).items()
@@ -168,6 +174,7 @@ def install_indexes(store: Store) -> None:
         store.add_index(resource, UID, lambda obj: [obj["metadata"]["uid"]])
     store.add_index(REPLICASETS, OWNER, _controller_uid)
     store.add_index(PODS, OWNER, _controller_uid)
+    store.add_index(LEASES, OWNER, _owner_uids)
     store.add_index(PODS, NODE, lambda pod: [name] if (name := pod["spec"].get("nodeName")) else [])
     store.add_index(PODS, LABEL, _label_keys)
     store.add_index(PODS, DAEMON, lambda pod: [where] if (where := _daemon_placement(pod)) else [])
@@ -331,21 +338,21 @@ class Controller(ABC, Generic[QueueKey]):
 
 
 class GarbageCollector(Controller[tuple[Resource, str, str]]):
-    """Dependents whose controller is gone are deleted (background propagation); pods bound to a
-    node that no longer exists are removed at once (pod GC). Checked: a pod or ReplicaSet that
-    changed, the dependents of a deleted owner, the pods of a deleted node."""
+    """Dependents whose controller is gone are deleted (background propagation), and so is a Lease
+    whose owner Node is gone (the kubelet's heartbeat Lease). Checked: a pod, ReplicaSet or Lease that
+    changed, the dependents of a deleted owner, the Leases of a deleted node."""
 
     def changed(self, change: Change) -> None:
         resource, obj = change.resource, change.object
-        if resource in (REPLICASETS, PODS) and change.type != "DELETED":
+        if resource in (REPLICASETS, PODS, LEASES) and change.type != "DELETED":
             self._check(resource, obj)
         elif resource in OWNERS and change.type == "DELETED":
             for dependent_resource in (REPLICASETS, PODS):
                 for dependent in _owned(self.store, dependent_resource, obj["metadata"]["uid"]):
                     self._check(dependent_resource, dependent)
         elif resource is NODES and change.type == "DELETED":
-            for pod in self.store.indexed(PODS, NODE, obj["metadata"]["name"]):
-                self._check(PODS, pod)
+            for lease in self.store.indexed(LEASES, OWNER, obj["metadata"]["uid"]):
+                self._check(LEASES, lease)
 
     def _check(self, resource: Resource, obj: Object) -> None:
         self.enqueue((resource, *key_of(obj)))
@@ -356,6 +363,11 @@ class GarbageCollector(Controller[tuple[Resource, str, str]]):
         if obj is None:
             return
         meta, owner = obj["metadata"], controller_of(obj)
+        if resource is LEASES:
+            refs = meta.get("ownerReferences") or []
+            if refs and not any(self._node_exists(ref) for ref in refs):
+                self.store.remove(LEASES, namespace, name)
+            return
         owner_gone = owner is not None and not any(
             find_by_uid(self.store, kind, owner["uid"]) for kind in OWNERS
         )
@@ -363,16 +375,77 @@ class GarbageCollector(Controller[tuple[Resource, str, str]]):
             if owner_gone:
                 self.store.remove(REPLICASETS, namespace, name)
             return
-        node = obj["spec"].get("nodeName")
-        if node and self.store.find(NODES, "", node) is None:
-            self.store.remove(PODS, namespace, name)
-        elif (
+        if (
             owner_gone
             and owner is not None
             and owner.get("kind") in ("ReplicaSet", "StatefulSet", "DaemonSet")
             and "deletionTimestamp" not in meta
         ):
             self.cluster.delete(PODS, namespace, name, {})
+
+    def _node_exists(self, ref: Object) -> bool:
+        """The owner a reference names still exists (an owner of a kind other than Node is kept)."""
+        if ref.get("kind") != "Node":
+            return True
+        node = self.store.find(NODES, "", ref.get("name", ""))
+        return node is not None and node["metadata"]["uid"] == ref.get("uid")
+
+
+class PodGarbageCollector(Controller[str]):
+    """The pod garbage collector's sweep of orphans (pkg/controller/podgc, gcOrphaned): the pods bound
+    to a node that no longer exists are force-deleted once the node has stayed missing for the
+    quarantine (quarantineTime, 40 s: the scenario's pod_gc_quarantine_seconds), each first marked
+    Failed with a DisruptionTarget condition. Meanwhile they are listed as they were, run by the node's
+    kubelet while its machine runs: a pod still serving then is lost when pod GC deletes it. Queued by
+    node name, from when a change shows the node missing; the sweep's 20 s period is not simulated."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        super().__init__(cluster)
+        self._quarantined: set[str] = set()
+
+    def changed(self, change: Change) -> None:
+        if change.resource is NODES and change.type == "DELETED":
+            self._quarantine(change.object["metadata"]["name"])
+        elif change.resource is PODS and change.type != "DELETED":
+            node = change.object["spec"].get("nodeName")
+            if node and node not in self._quarantined and self.store.find(NODES, "", node) is None:
+                self._quarantine(node)
+
+    def _quarantine(self, node: str) -> None:
+        if node in self._quarantined:
+            return
+        self._quarantined.add(node)
+
+        def due() -> None:
+            self.enqueue(node)
+            self.cluster.poke()
+
+        self.cluster.scheduler.call_later(self.cluster.spec.pod_gc_quarantine_seconds, due)
+
+    def sync_one(self, key: str) -> None:
+        if self.store.find(NODES, "", key) is None:
+            for pod in self.cluster.pods_on(key):
+                self._collect(pod, key)
+        # Last: the pods changed above, still bound to the missing node, must not quarantine it again.
+        self._quarantined.discard(key)
+
+    def _collect(self, pod: Object, node: str) -> None:
+        """markFailedAndDeletePodWithCondition, then the kubelet stops the pod's containers."""
+        meta, status = pod["metadata"], pod.get("status") or {}
+        if "deletionTimestamp" not in meta and not is_daemon(pod) and self.cluster.kubelet_running(node):
+            self.cluster.observer.lost(pod, node, "pod GC deleted it, its Node gone, while it was serving")
+        condition = {
+            "type": "DisruptionTarget",
+            "status": "True",
+            "reason": "DeletionByPodGC",
+            "message": "PodGC: node no longer exists",
+            "lastTransitionTime": rfc3339(self.store.clock),
+        }
+        kept = [c for c in status.get("conditions") or [] if c.get("type") != "DisruptionTarget"]
+        phase = status.get("phase") if status.get("phase") in ("Succeeded", "Failed") else "Failed"
+        marked = {"status": {"phase": phase, "conditions": [*kept, condition]}}
+        self.store.merge(PODS, meta["namespace"], meta["name"], marked)
+        self.store.remove(PODS, meta["namespace"], meta["name"])
 
 
 def orphan_dependents(cluster: Cluster, owner: Object) -> None:

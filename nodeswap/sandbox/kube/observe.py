@@ -2,7 +2,8 @@
 
 - ``pdb_violations``: every interval during which a PDB's currentHealthy was below its desiredHealthy,
   counted once the PDB had first been satisfied (a workload still starting up is not a violation);
-- ``lost_pods``: pods that were serving (not being deleted) when their node died under them;
+- ``lost_pods``: pods that were serving (not being deleted) when their node's machine stopped under them,
+  or when pod GC deleted them, their Node deleted, while the machine still ran them;
 - ``under_strength``: per Deployment/StatefulSet, the intervals with fewer Ready replicas than desired,
   again once it had first been at full strength.
 """
