@@ -29,7 +29,7 @@ FIGHTING_PROCESSES = ("AZRebalance", "AlarmNotification", "ScheduledActions")
 # is watched meanwhile), in one DescribeAutoScalingGroups call for the whole group; sooner, but not
 # within EARLY_RECHECK_SECONDS of the last read, when the cluster shows something the group must explain
 # or the group does not list yet the instances its desired capacity calls for (Auto Scaling starts the
-# launches seconds after the capacity change).
+# launches seconds after the capacity change: then backing off to AWS_RECHECK_SECONDS).
 AWS_RECHECK_SECONDS, EARLY_RECHECK_SECONDS = 5.0, 1.0
 # A watch can die silently (a half-open connection): waits wake at least this often to look again.
 WAKE_SECONDS = 5.0
@@ -98,6 +98,9 @@ def join(run: Run) -> list[Node]:
     first_seen: dict[str, float] = {}  # new instance -> when this run first saw it in the group
     others: set[str | None] = set()  # instances of Ready nodes that are not in the group
     released: set[str | None] = set()  # instances whose launch hook this run completed
+    # While the group lists fewer instances than desired, Auto Scaling has yet to start the launches (10
+    # to 20 s on AWS): looked at again soon, then less often, as its request budget is shared.
+    launch_wait = EARLY_RECHECK_SECONDS
     group = group_of(run)
     read_at, old = time.monotonic(), outdated_now(run, group)
     while True:
@@ -106,8 +109,11 @@ def join(run: Run) -> list[Node]:
         in_service = {i.id for i in group.instances if i.lifecycle_state == "InService"}
         unexplained = {n.instance_id for n in nodes if n.ready} - in_service - others
         unlaunched = sum(i.serving for i in group.instances) < group.desired
-        due = read_at + (EARLY_RECHECK_SECONDS if unexplained or unlaunched else AWS_RECHECK_SECONDS)
+        wait = EARLY_RECHECK_SECONDS if unexplained else launch_wait if unlaunched else AWS_RECHECK_SECONDS
+        due = read_at + wait
         if time.monotonic() >= due:
+            if unlaunched:
+                launch_wait = min(launch_wait * 2, AWS_RECHECK_SECONDS)
             group = group_of(run)
             read_at, old = time.monotonic(), outdated_now(run, group)
             members = {i.id for i in group.instances}

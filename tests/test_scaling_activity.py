@@ -6,6 +6,7 @@ changed by a refused run."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -52,3 +53,29 @@ def test_replace_refuses_while_a_capacity_change_is_being_acted_on(
     world.sandbox.scheduler.settle(10)  # once the instance's node has joined
     result = cli("replace", "--asg", "workers", "--ami", cli.new_image(), "--yes", "--dry-run")
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_join_reads_the_group_less_and_less_often_while_auto_scaling_has_yet_to_launch(
+    start_sandbox: Callable[..., SandboxClient], tmp_path: Path
+) -> None:
+    """Auto Scaling starts the surge's launches seconds later (10 to 20 s on AWS): meanwhile the group is
+    read again after 1 s, then 2, then 4, not every second, as its request budget is shared."""
+    delay = 8.0
+    world = start_sandbox(**demo_scenario(timing={"activity_seconds": delay, "boot_seconds": 1.0}))
+    cli = Cli(world, tmp_path)
+    result = cli("replace", "--asg", "workers", "--ami", cli.new_image(), "--yes")
+    assert result.returncode == 0, result.stdout + result.stderr
+    requests = ours(world)
+    (surged,) = [
+        r
+        for r in requests
+        if r["operation"] == "UpdateAutoScalingGroup" and r["target"].get("DesiredCapacity") == ["6"]
+    ]
+    start = datetime.fromisoformat(surged["time"])
+    reads = [
+        datetime.fromisoformat(r["time"]) - start
+        for r in requests
+        if r["operation"] == "DescribeAutoScalingGroups" and r["time"] > surged["time"]
+    ]
+    waiting = [read for read in reads if read.total_seconds() < delay]  # the launches not started yet
+    assert 3 <= len(waiting) <= 4, reads  # as the join starts, then about 1, 3 and 7 s later (not 8 times)
