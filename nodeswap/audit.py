@@ -28,6 +28,9 @@ TRANSIENT_TAINTS = ("node.kubernetes.io/", "nodeswap.io/", "ToBeDeletedByCluster
 # When nothing can be measured: EC2 boot plus kubelet registration on a typical EKS AMI, and a pod's
 # image pull and start before its readiness probe begins.
 ASSUMED_JOIN_SECONDS = 120.0
+# How long Auto Scaling takes to start the launches a capacity change calls for, when the group's recent
+# activities do not say: 10 to 20 s is what AWS shows.
+ASSUMED_REACTION_SECONDS = 15.0
 BATCH_KINDS = ("Job ", "CronJob ")
 ASSUMED_POD_START_SECONDS = 10.0
 
@@ -465,13 +468,10 @@ def _seconds(start: datetime | None, end: datetime | None) -> float:
     return (end - start).total_seconds() if start and end else -1.0
 
 
-def estimate(
-    group: Group, group_nodes: dict[str, Node], moving: Sequence[Sequence[Pod]], index: Index
-) -> Estimate:
-    """The rollout's duration: per wave, new instances boot, join and become Ready (as the group's
-    current instances did), then each budget moves its pods ``allowed`` at a time, each round waiting
-    for the replacements to be Ready (as the workload's current pods took); a node goes once its last
-    pod has stopped."""
+def _join_per_wave(group: Group, group_nodes: dict[str, Node]) -> tuple[float, list[str]]:
+    """How long a wave's new nodes take to be Ready after its capacity change: Auto Scaling's reaction,
+    then launch to a registered node, then to Ready, each as the group's recent ones took where it can
+    be measured; and what was assumed."""
     assumptions = []
     launched = {i.id: i.launched_at for i in group.instances}
     join = _median(_seconds(launched.get(i), n.created_at) for i, n in group_nodes.items())
@@ -481,7 +481,29 @@ def estimate(
         assumptions.append(f"new instances join in {join:.0f} s (no instance of the group to measure)")
     else:
         assumptions.append(f"new instances join as the group's current ones did (median {join:.0f} s)")
-    join += ready or 0.0
+    reaction = group.reaction_seconds
+    if reaction is None:
+        reaction = ASSUMED_REACTION_SECONDS
+        assumptions.append(
+            f"Auto Scaling starts a wave's launches {reaction:.0f} s after the capacity change (no recent "
+            "launch of the group to measure)"
+        )
+    else:
+        assumptions.append(
+            "Auto Scaling starts a wave's launches as soon after the capacity change as it started the "
+            f"group's recent ones (median {reaction:.0f} s)"
+        )
+    return reaction + join + (ready or 0.0), assumptions
+
+
+def estimate(
+    group: Group, group_nodes: dict[str, Node], moving: Sequence[Sequence[Pod]], index: Index
+) -> Estimate:
+    """The rollout's duration: per wave, Auto Scaling starts the launches, new instances boot, join and
+    become Ready (as the group's recent ones did), then each budget moves its pods ``allowed`` at a time, each round waiting
+    for the replacements to be Ready (as the workload's current pods took); a node goes once its last
+    pod has stopped."""
+    join, assumptions = _join_per_wave(group, group_nodes)
     start_cache: dict[str, float] = {}
 
     def start(pod: Pod) -> float:
@@ -535,7 +557,7 @@ def estimate(
         "replacement pods become Ready as fast as the workload's current pods did "
         f"(or {ASSUMED_POD_START_SECONDS:.0f} s plus the readiness delay where none can be measured)",
         "a pod stops when its preStop delay ends (bounded by its grace period)",
-        "API calls and Auto Scaling's own reaction times add a few seconds per wave",
+        "API calls add a few seconds per wave",
     ]
     return Estimate(join * waves + drain, join, drain, waves, critical, paces_of_slowest, tuple(assumptions))
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import re
+import statistics
 import threading
 import uuid
 from collections import defaultdict
@@ -325,8 +326,14 @@ class Aws:
 
     def _group(self, raw: dict[str, Any], full: bool) -> Group:
         name = raw["AutoScalingGroupName"]
-        hooks = []
+        hooks, activities = [], []
         if full:
+            recent = {"AutoScalingGroupName": name, "MaxRecords": 10}
+            described = _call(
+                f"describe the scaling activities of {name}",
+                lambda: self.autoscaling.describe_scaling_activities(**recent),
+            )
+            activities = described["Activities"]
             hooks = _call(
                 f"describe the lifecycle hooks of {name}",
                 lambda: self.autoscaling.describe_lifecycle_hooks(AutoScalingGroupName=name)[
@@ -356,7 +363,8 @@ class Aws:
                 for h in hooks
             ),
             tags={t["Key"]: t["Value"] for t in raw.get("Tags", [])},
-            busy=full and self._busy(raw),
+            busy=full and _busy(raw, activities),
+            reaction_seconds=_median_reaction(activities),
             mixed="MixedInstancesPolicy" in raw,
             zones=tuple(raw.get("AvailabilityZones", [])),
         )
@@ -383,23 +391,6 @@ class Aws:
     def _forget_named(self, template_id: str) -> None:
         for alias in ("$Latest", "$Default"):
             self._named.pop((template_id, alias), None)
-
-    def _busy(self, raw: dict[str, Any]) -> bool:
-        """A scaling activity is in progress: instances launching or leaving, desired capacity not yet
-        acted on, or an unfinished activity."""
-        instances = raw.get("Instances", [])
-        if any(i["LifecycleState"] not in ("InService", "Standby") for i in instances):
-            return True
-        # Auto Scaling starts the activities a change of desired capacity calls for seconds later: until
-        # then the group lists neither them nor their instances, only a desired capacity it does not hold.
-        if sum(i["LifecycleState"] == "InService" for i in instances) != raw["DesiredCapacity"]:
-            return True
-        name = raw["AutoScalingGroupName"]
-        activities = _call(
-            f"describe the scaling activities of {name}",
-            lambda: self.autoscaling.describe_scaling_activities(AutoScalingGroupName=name, MaxRecords=10),
-        )
-        return any(a.get("StatusCode") not in _FINISHED for a in activities.get("Activities", []))
 
     def _group_launch(self, raw: dict[str, Any]) -> LaunchSpec:
         template = _template_of(raw)
@@ -668,6 +659,39 @@ class Aws:
                 LaunchTemplate={"LaunchTemplateId": template_id, "Version": version},
             ),
         )
+
+
+def _busy(raw: dict[str, Any], activities: list[dict[str, Any]]) -> bool:
+    """A scaling activity is in progress: instances launching or leaving, desired capacity not yet acted
+    on, or an unfinished activity."""
+    instances = raw.get("Instances", [])
+    if any(i["LifecycleState"] not in ("InService", "Standby") for i in instances):
+        return True
+    # Auto Scaling starts the activities a change of desired capacity calls for seconds later: until then
+    # the group lists neither them nor their instances, only a desired capacity it does not hold.
+    if sum(i["LifecycleState"] == "InService" for i in instances) != raw["DesiredCapacity"]:
+        return True
+    return any(a.get("StatusCode") not in _FINISHED for a in activities)
+
+
+# A launch activity's cause gives the time of the change that called for it, then the time the launch
+# started: "At 2026-11-27T23:44:39Z a user request update ... At 2026-11-27T23:44:52Z an instance was
+# started in response to a difference between desired and actual capacity, ...".
+_CAUSE_TIME = re.compile(r"At (\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ) ")
+_STARTED = "an instance was started in response to a difference between desired and actual capacity"
+
+
+def _median_reaction(activities: list[dict[str, Any]]) -> float | None:
+    """How long Auto Scaling took to start the recent launches after the capacity changes that called
+    for them (the median, in seconds); None when no activity says."""
+    reactions = []
+    for activity in activities:
+        cause = activity.get("Cause", "")
+        times = _CAUSE_TIME.findall(cause)
+        if _STARTED in cause and len(times) >= 2:
+            asked, started = (datetime.fromisoformat(t.replace("Z", "+00:00")) for t in (times[0], times[-1]))
+            reactions.append((started - asked).total_seconds())
+    return statistics.median(reactions) if reactions else None
 
 
 def _template_of(raw: dict[str, Any]) -> dict[str, Any] | None:

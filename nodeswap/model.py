@@ -72,6 +72,8 @@ class Group:
     hooks: tuple[LifecycleHook, ...] = ()
     tags: dict[str, str] = field(default_factory=dict)
     busy: bool = False  # a scaling activity is in progress
+    # How long Auto Scaling took to start its recent launches after the capacity change (None: unknown).
+    reaction_seconds: float | None = None
     mixed: bool = False  # the launch template comes from a mixed instances policy
     zones: tuple[str, ...] = ()
     # The instance types new instances get (several for a mixed instances policy); filled in with the

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -232,7 +233,7 @@ def test_one_at_a_time_over_several_nodes_serializes_the_drain() -> None:
 
 
 def test_the_estimate_uses_measured_join_and_pod_start_times() -> None:
-    g = group(instance("i-n1"), instance("i-n2"))
+    g = dataclasses.replace(group(instance("i-n1"), instance("i-n2")), reaction_seconds=12.0)
     nodes = {"i-n1": node("n1"), "i-n2": node("n2")}
     web = [pod(f"w{i}", "n1" if i % 2 else "n2") for i in range(6)]  # 8 s to Ready, 2 at a time
     db = [
@@ -242,14 +243,15 @@ def test_the_estimate_uses_measured_join_and_pod_start_times() -> None:
         Snapshot(pods=tuple(web + db), budgets=(budget("web", 6, 4), budget("db", 2, 1)), controllers=WEB)
     )
     result = estimate(g, nodes, [web + db], index)
-    assert result.join_seconds == 70  # 60 s launch to Node, 10 s to Ready
+    assert result.join_seconds == 82  # Auto Scaling's 12 s, 60 s launch to Node, 10 s to Ready
+    assert "Auto Scaling starts a wave's launches as soon" in result.assumptions[1]
     assert [(p.budget, p.rounds, p.round_seconds) for p in result.paces] == [
         ("default/db", 2, 13.0),  # slowest first
         ("default/web", 3, 8.0),
     ]
-    assert result.seconds == 70 + 26
+    assert result.seconds == 82 + 26
     assert result.critical_path == (
-        "new nodes Ready in 70 s, then PodDisruptionBudget default/db: 2 pods, 1 at a time, 2 rounds of 13 s"
+        "new nodes Ready in 82 s, then PodDisruptionBudget default/db: 2 pods, 1 at a time, 2 rounds of 13 s"
     )
 
 
@@ -259,9 +261,10 @@ def test_without_measurements_the_estimate_states_its_assumptions() -> None:
     result = estimate(
         g, {"i-n1": node("n1", created_at=None)}, [[unmeasured]], Index(Snapshot(pods=(unmeasured,)))
     )
-    assert result.join_seconds == 120
+    assert result.join_seconds == 120 + 15  # and Auto Scaling's reaction, as AWS shows it
     assert "no instance of the group to measure" in result.assumptions[0]
-    assert result.seconds == 120 + 5  # no budget: the node goes once the pod's preStop is over
+    assert "(no recent launch of the group to measure)" in result.assumptions[1]
+    assert result.seconds == 135 + 5  # no budget: the node goes once the pod's preStop is over
 
 
 def test_waves_put_an_interrupted_wave_first() -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from nodeswap.aws import Aws
+from nodeswap.aws import Aws, _median_reaction
 from tests.e2e import ours
 from tests.sandbox_client import FROZEN_TIMING, SandboxClient
 
@@ -73,3 +73,22 @@ def test_latest_is_looked_up_again_once_an_instance_shows_a_version_not_seen(
     assert aws.create_version(aws.groups(["workers"])[0], image) == "3"
     assert aws.groups(["workers"])[0].launch.version == "3"
     assert len(asked(sandbox, "DescribeLaunchTemplates")) == 3
+
+
+def test_auto_scalings_reaction_is_read_from_its_launch_activities_causes() -> None:
+    """The cause of a launch says when the capacity change was asked for and when the launch started, as
+    AWS writes it; terminations and causes without both times say nothing."""
+    launch = (
+        "At 2026-11-27T23:44:39Z a user request update of AutoScalingGroup constraints to min: 3, max: 6, "
+        "desired: 6 changing the desired capacity from 3 to 6. At 2026-11-27T23:44:51Z an instance was "
+        "started in response to a difference between desired and actual capacity, increasing the capacity "
+        "from 3 to 6."
+    )
+    launches = [launch, launch, launch.replace("23:44:51Z", "23:45:09Z")]  # 12, 12 and 30 s
+    other = [
+        "At 2026-11-27T23:50:00Z an instance was taken out of service in response to a user request.",
+        "An instance was started in response to a difference between desired and actual capacity.",
+    ]
+    activities = [{"Cause": cause} for cause in [*launches, *other]]
+    assert _median_reaction(activities) == 12.0
+    assert _median_reaction([{"Cause": cause} for cause in other]) is None

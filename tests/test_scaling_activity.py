@@ -5,6 +5,7 @@ changed by a refused run."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -79,3 +80,17 @@ def test_the_join_reads_the_group_less_and_less_often_while_auto_scaling_has_yet
     ]
     waiting = [read for read in reads if read.total_seconds() < delay]  # the launches not started yet
     assert 3 <= len(waiting) <= 4, reads  # as the join starts, then about 1, 3 and 7 s later (not 8 times)
+
+
+def test_plan_counts_auto_scalings_reaction_as_the_groups_recent_launches_show_it(
+    start_sandbox: Callable[..., SandboxClient], tmp_path: Path
+) -> None:
+    """The group's launches started 3 s after the changes that called for them (their activities' causes
+    say when each was asked for and started): the plan's estimate counts 3 s of it in each wave."""
+    world = start_sandbox(**demo_scenario(timing={"activity_seconds": 3.0, "boot_seconds": 1.0}))
+    cli = Cli(world, tmp_path)
+    planned = cli("plan", "--asg", "workers", "--ami", cli.new_image(), "--output", "json")
+    assert planned.returncode == 0, planned.stdout + planned.stderr
+    (group,) = json.loads(planned.stdout)["groups"]
+    reaction = next(a for a in group["estimate"]["assumptions"] if a.startswith("Auto Scaling starts"))
+    assert reaction.endswith("(median 3 s)"), reaction
