@@ -313,10 +313,8 @@ def test_an_old_instance_is_replaced_for_its_age_and_says_it(
     assert re.search(rf"│ {old} .* │ 10d │", text.stdout), text.stdout
 
 
-def test_a_run_that_waited_for_the_lock_plans_the_group_as_it_is_then(world: SandboxClient, cli: Cli) -> None:
-    """Another run holds the group's lock; while this one waits, the group is pointed at a new launch
-    template version and the lock is given up. The plan is made from the group as it is once locked,
-    not as it was described before the wait."""
+def held_by_another_host(world: SandboxClient) -> client.CoordinationV1Api:
+    """The group's lock, held by a run on another host (which renews it no more, for 60 s)."""
     leases = client.CoordinationV1Api(world.kube())
     now = datetime.now(UTC)
     spec = client.V1LeaseSpec(
@@ -325,6 +323,14 @@ def test_a_run_that_waited_for_the_lock_plans_the_group_as_it_is_then(world: San
     leases.create_namespaced_lease(
         "kube-system", client.V1Lease(metadata=client.V1ObjectMeta(name="nodeswap-workers"), spec=spec)
     )
+    return leases
+
+
+def test_a_run_that_waited_for_the_lock_plans_the_group_as_it_is_then(world: SandboxClient, cli: Cli) -> None:
+    """Another run holds the group's lock; while this one waits, the group is pointed at a new launch
+    template version and the lock is given up. The plan is made from the group as it is once locked,
+    not as it was described before the wait."""
+    leases = held_by_another_host(world)
     before = world.group()
     waiting = start_until(
         world, cli, ["replace", "--asg", "workers", "--yes"], request("kube", "watch:leases")
@@ -347,14 +353,7 @@ def test_a_run_that_waited_for_the_lock_plans_the_group_as_it_is_then(world: San
 def test_a_run_that_waited_for_the_lock_sees_a_version_made_meanwhile(world: SandboxClient, cli: Cli) -> None:
     """The group launches $Latest; while this run waits for the lock, another makes a new version (as a
     finishing run or a pipeline would): once locked, $Latest is resolved again and the run rolls it out."""
-    leases = client.CoordinationV1Api(world.kube())
-    now = datetime.now(UTC)
-    spec = client.V1LeaseSpec(
-        holder_identity="ops-laptop/4242/abcd", lease_duration_seconds=60, acquire_time=now, renew_time=now
-    )
-    leases.create_namespaced_lease(
-        "kube-system", client.V1Lease(metadata=client.V1ObjectMeta(name="nodeswap-workers"), spec=spec)
-    )
+    leases = held_by_another_host(world)
     assert world.group()["LaunchTemplate"]["Version"] == "$Latest"
     waiting = start_until(
         world, cli, ["replace", "--asg", "workers", "--yes"], request("kube", "watch:leases")
