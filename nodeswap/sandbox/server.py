@@ -3,8 +3,12 @@ a simulated cluster that follows it, each on a loopback port, seeded from a scen
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
+import socket
 import threading
+import traceback
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -12,7 +16,8 @@ import yaml
 from moto.ec2.models.instances import Instance
 from moto.moto_api._internal.models import moto_api_backend
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+from werkzeug.exceptions import InternalServerError
+from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler
 
 from nodeswap.sandbox.aws_rules import AutoScalingRules
 from nodeswap.sandbox.clock import Clock, Scheduler
@@ -35,18 +40,128 @@ SETTLE_HORIZON_SECONDS = 25.0
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
-class _QuietHandler(WSGIRequestHandler):
+class _Handler(WSGIRequestHandler):
+    """werkzeug's WSGI request handler, with the connection kept open between requests (HTTP/1.1
+    keep-alive, as API servers and AWS endpoints do) instead of closed after each: clients then reuse
+    their connections rather than open one, and the sandbox start a thread, per request. werkzeug
+    closes every connection because it cannot tell a request body the app left unread from the next
+    request; here the body is read whole before the app runs."""
+
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # a response's head and body are separate writes
+
+    server: _ThreadedServer
+
+    def setup(self) -> None:
+        super().setup()
+        self.server.connections.add(self.connection)
+
+    def finish(self) -> None:
+        self.server.connections.discard(self.connection)
+        super().finish()
+
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         """The record keeps every request; an access log on stderr would only add noise."""
+
+    def run_wsgi(self) -> None:
+        if self.headers.get("Expect", "").lower().strip() == "100-continue":
+            self.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        environ = self.make_environ()
+        stream = environ["wsgi.input"]
+        try:
+            # A chunked body is read to its last chunk (the dechunked stream ends there).
+            chunked = environ.get("wsgi.input_terminated")
+            body = stream.read() if chunked else stream.read(int(environ.get("CONTENT_LENGTH") or 0))
+        except ValueError:  # a Content-Length that is not a number: where the body ends is unknown
+            self.close_connection = True
+            body = b""
+        environ["wsgi.input"] = io.BytesIO(body)
+        response = _Response(self)
+        try:
+            response.run(self.server.app, environ)
+        except (ConnectionError, TimeoutError):
+            self.close_connection = True
+        except Exception:
+            self.close_connection = True
+            self.server.log("error", f"Error on request:\n{traceback.format_exc()}")
+            if not response.started:
+                with contextlib.suppress(ConnectionError, TimeoutError):
+                    _Response(self).run(InternalServerError(), environ)
+
+
+class _Response:
+    """One WSGI response, written as the app yields it: with its Content-Length, or else chunked."""
+
+    def __init__(self, handler: _Handler) -> None:
+        self.handler = handler
+        self.head: tuple[str, list[tuple[str, str]]] | None = None
+        self.started = False  # whether the head was written
+        self.chunked = False
+
+    def run(self, app: WsgiApp, environ: dict[str, Any]) -> None:
+        result = app(environ, self.start_response)
+        try:
+            for data in result:
+                self.write(data)
+            if not self.started:
+                self.write(b"")
+            if self.chunked:
+                self.handler.wfile.write(b"0\r\n\r\n")
+        finally:
+            close = getattr(result, "close", None)
+            if close is not None:
+                close()
+
+    def start_response(
+        self, status: str, headers: list[tuple[str, str]], exc_info: Any = None
+    ) -> Callable[[bytes], None]:
+        if exc_info and self.started:
+            raise exc_info[1].with_traceback(exc_info[2])
+        self.head = status, headers
+        return self.write
+
+    def write(self, data: bytes) -> None:
+        handler = self.handler
+        if not self.started:
+            assert self.head is not None, "write() before start_response"
+            self.started = True
+            status, headers = self.head
+            code, _, reason = status.partition(" ")
+            handler.send_response(int(code), reason)
+            for key, value in headers:
+                handler.send_header(key, value)
+            # Without a length the body is chunked, but for responses that have none (RFC 9112 6.3).
+            self.chunked = not (
+                any(key.lower() == "content-length" for key, _ in headers)
+                or handler.command == "HEAD"
+                or int(code) < 200
+                or int(code) in (204, 304)
+            )
+            if self.chunked:
+                handler.send_header("Transfer-Encoding", "chunked")
+            handler.end_headers()
+        if data:
+            handler.wfile.write(b"%x\r\n%s\r\n" % (len(data), data) if self.chunked else data)
+
+
+class _ThreadedServer(ThreadedWSGIServer):
+    """A threaded WSGI server that knows its open connections, to close them when it stops."""
+
+    def __init__(self, host: str, port: int, app: WsgiApp) -> None:
+        super().__init__(host, port, app, handler=_Handler)
+        self.connections: set[socket.socket] = set()
+
+    def close_connections(self) -> None:
+        for connection in list(self.connections):
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
 
 
 class _Server:
     """One WSGI app on a loopback port, served by threads."""
 
     def __init__(self, host: str, port: int, app: WsgiApp, name: str) -> None:
-        self.server: BaseWSGIServer = make_server(
-            host, port, app, threaded=True, request_handler=_QuietHandler
-        )
+        self.server = _ThreadedServer(host, port, app)
         self.thread = threading.Thread(
             target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, name=name, daemon=True
         )
@@ -59,6 +174,7 @@ class _Server:
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+        self.server.close_connections()  # idle kept-alive connections end with the server
         self.thread.join()
 
 

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
+import msgspec
 from werkzeug.wrappers import Request, Response
 
 from nodeswap.sandbox.kube import discovery, errors, tables, validation
@@ -235,7 +236,7 @@ class KubeApi:
                 watcher = self.store.watch(route.resource, route.namespace, matches, since)
             except errors.ApiError as exc:
                 # A watch from a compacted version is accepted, then ends with an ERROR event (410).
-                error = json.dumps({"type": "ERROR", "object": exc.status()}).encode() + b"\n"
+                error = _line({"type": "ERROR", "object": exc.status()})
                 return Response([error], mimetype="application/json")
         stream = self._stream(route.resource, watcher, timeout, bookmarks, connection)
         return Response(stream, mimetype="application/json", direct_passthrough=True)
@@ -259,10 +260,19 @@ class KubeApi:
                             next_bookmark = time.monotonic() + BOOKMARK_SECONDS
                             yield _line({"type": "BOOKMARK", "object": bookmark})
                     continue
+                # The events queued by now go out in one write, in order.
+                lines = []
+                while event is not None:
+                    kind, obj = event
+                    lines.append(_line({"type": kind, "object": obj}))
+                    try:
+                        event = watcher.events.get_nowait()
+                    except queue.Empty:
+                        break
+                if lines:
+                    yield b"".join(lines)
                 if event is None:
                     return
-                kind, obj = event
-                yield _line({"type": kind, "object": obj})
         finally:
             with self.sandbox.lock:
                 self.store.unwatch(watcher)
@@ -435,7 +445,7 @@ def _reason(response: Response) -> str | None:
 
 
 def _json(data: Any, content_type: str = "application/json", status: int = 200) -> Response:
-    return Response(json.dumps(data), status=status, content_type=content_type)
+    return Response(msgspec.json.encode(data), status=status, content_type=content_type)
 
 
 _OPTIONS_KIND = {"create": "CreateOptions", "update": "UpdateOptions", "patch": "PatchOptions"}
@@ -476,7 +486,7 @@ def _hung_up(connection: Any) -> bool:
 
 
 def _line(event: Object) -> bytes:
-    return json.dumps(event).encode() + b"\n"
+    return msgspec.json.encode(event) + b"\n"
 
 
 def _body(request: Request) -> Object:

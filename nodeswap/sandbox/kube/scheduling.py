@@ -16,7 +16,6 @@ from __future__ import annotations
 import bisect
 import math
 from collections import defaultdict
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -147,6 +146,15 @@ class _Node:
     requested: list[int] = field(default_factory=lambda: [0, 0, 0])  # milliCPU, memory, pods
     non_zero: list[int] = field(default_factory=lambda: [0, 0])  # milliCPU, memory, for scoring
     pods: dict[str, Object] = field(default_factory=dict)  # by uid
+    # Its LeastAllocated score per non-zero request shape, until what it holds changes (the pods of a
+    # workload share one shape, and most nodes do not change between them).
+    fit_scores: dict[tuple[int, int], float] = field(default_factory=dict)
+
+    def fit_score(self, shape: tuple[int, int]) -> float:
+        score = self.fit_scores.get(shape)
+        if score is None:
+            score = self.fit_scores[shape] = _least_allocated(self, shape)
+        return score
 
 
 @dataclass(frozen=True)
@@ -167,6 +175,28 @@ def _node_state(node: Object) -> _Node:
     labels = node["metadata"].get("labels") or {}
     domains = tuple(labels.get(key) for key, _ in DEFAULT_SPREAD)
     return _Node(node["metadata"]["name"], node, labels, (*_units(cpu, memory), pods), taints, domains)
+
+
+@dataclass(frozen=True)
+class _Admission:
+    """A pod's tolerations and node selection (``key``: as text), and the verdicts on nodes kept for
+    them: node name -> (the node object judged, whether its taints are tolerated and it is selected)."""
+
+    key: str
+    tolerations: list[Object]
+    node_selector: dict[str, str]
+    required: Object | None
+    verdicts: dict[str, tuple[Object, bool]]
+
+    def admits(self, state: _Node) -> bool:
+        verdict = self.verdicts.get(state.name)
+        if verdict is None or verdict[0] is not state.node:
+            allowed = all(tolerated(self.tolerations, taint) for taint in state.taints) and (
+                not (self.node_selector or self.required)
+                or selects_node(self.node_selector, self.required, state.node)
+            )
+            verdict = self.verdicts[state.name] = (state.node, allowed)
+        return verdict[1]
 
 
 class Placement:
@@ -193,11 +223,13 @@ class Placement:
         # Tolerations and node selection (as text) -> node -> (the node object judged, whether its
         # taints are tolerated and it is selected).
         self._admits: dict[str, dict[str, tuple[Object, bool]]] = {}
+        # The same key -> the nodes it admits, by name, as of ``_nodes_version`` (which moves whenever a
+        # node is added, changed or deleted), so that a pass over every node reads only those.
+        self._admitted: dict[str, tuple[int, list[_Node]]] = {}
+        self._nodes_version = 0
         # Pod uid -> its spec and what it requests, as is and for scoring: a status change keeps the
         # spec (the store shares what a write leaves alone), and parsing quantities is not cheap.
         self._requested: dict[str, tuple[Object, tuple[int, int], tuple[int, int]]] = {}
-        # Non-zero request shape -> node -> (its non_zero and allocatable as scored, its score).
-        self._fit_scores: dict[tuple[int, int], dict[str, tuple[list[int], tuple[int, int, int], float]]] = {}
 
     def __len__(self) -> int:
         return len(self._nodes)
@@ -217,11 +249,12 @@ class Placement:
                     admits.pop(name, None)
                     if not admits:
                         del self._admits[key]
-                for known in self._fit_scores.values():
-                    known.pop(name, None)
+                        self._admitted.pop(key, None)
             self.version += 1  # a node gone makes no pod fit where it did not
+            self._nodes_version += 1
             return
         fresh = _node_state(node)
+        self._nodes_version += 1
         if state is not None:
             # Labels are topology domains: the anti-affinity of the pods placed there reads them.
             self._touch(name, everywhere=fresh.labels != state.labels and bool(self._anti))
@@ -302,6 +335,7 @@ class Placement:
         (cpu, memory), (nz_cpu, nz_memory) = placed.requests, placed.non_zero
         state.requested = [state.requested[0] + cpu, state.requested[1] + memory, state.requested[2] + 1]
         state.non_zero = [state.non_zero[0] + nz_cpu, state.non_zero[1] + nz_memory]
+        state.fit_scores = {}
         state.pods[uid] = pod
         if placed.spread_owner is not None:
             self._by_owner[placed.spread_owner][placed.node] += 1
@@ -316,6 +350,7 @@ class Placement:
         (cpu, memory), (nz_cpu, nz_memory) = placed.requests, placed.non_zero
         state.requested = [state.requested[0] - cpu, state.requested[1] - memory, state.requested[2] - 1]
         state.non_zero = [state.non_zero[0] - nz_cpu, state.non_zero[1] - nz_memory]
+        state.fit_scores = {}
         del state.pods[uid]
         if placed.spread_owner is not None:
             counts = self._by_owner[placed.spread_owner]
@@ -336,48 +371,53 @@ class Placement:
         changed = None
         if failed_at is not None and not _terms(pod, "podAntiAffinity") and not _terms(pod, "podAffinity"):
             changed = self.changed_since(failed_at)
+        names: set[str] | None = None  # None: every node
         if changed is not None:
-            candidates = sorted(changed if named is None else changed & named)
+            names = changed if named is None else changed & named
+        elif named is not None:
+            names = named.intersection(self._nodes)
+        admission = self._admission(spec)
+        if names is None:
+            candidates = self._admitted_everywhere(admission)
         else:
-            candidates = self._names if named is None else sorted(named.intersection(self._nodes))
-        fits = self._filter(pod)
-        feasible = [state for state in map(self._nodes.__getitem__, candidates) if fits(state)]
-        if not feasible:
-            return None
+            candidates = [self._nodes[name] for name in sorted(names)]
+            candidates = [state for state in candidates if admission.admits(state)]
+        (cpu, memory), _ = self._requests(pod)
+        # NodeResourcesFit's filter: the requests against what is left, and a free pod slot.
+        feasible = [
+            state
+            for state in candidates
+            if state.requested[0] + cpu <= state.allocatable[0]
+            and state.requested[1] + memory <= state.allocatable[1]
+            and state.requested[2] < state.allocatable[2]
+        ]
+        if self._anti or _terms(pod, "podAntiAffinity") or _terms(pod, "podAffinity"):
+            feasible = [state for state in feasible if self._affinity_allows(pod, state)]
+        if len(feasible) <= 1:
+            return feasible[0].name if feasible else None  # a DaemonSet's pod: its one node, or none
         scores = self._scores(pod, feasible)
         # The first of the best, by name.
         return feasible[scores.index(max(scores))].name
 
     # ----- filters --------------------------------------------------------------------------
 
-    def _filter(self, pod: Object) -> Callable[[_Node], bool]:
-        """The filters for ``pod``, read from its spec once: taints it does not tolerate,
-        nodeSelector and required node affinity, requests against what is left, inter-pod affinity.
-        What depends only on the node object and the pod's tolerations and node selection is kept
-        per node for every pod alike (the pods of one template are), until the node changes."""
-        spec = pod["spec"]
+    def _admission(self, spec: Object) -> _Admission:
+        """The filters that read only the node object and the pod's tolerations and node selection:
+        the taints it does not tolerate, nodeSelector and required node affinity. Their verdicts are
+        kept per node for every pod alike (the pods of one template are), until the node changes."""
         tolerations = spec.get("tolerations") or []
         node_selector = spec.get("nodeSelector") or {}
         required = required_node_affinity(spec)
-        (cpu, memory), _ = self._requests(pod)
-        affinity = bool(self._anti or _terms(pod, "podAntiAffinity") or _terms(pod, "podAffinity"))
-        admits = self._admits.setdefault(repr((tolerations, node_selector, required)), {})
+        key = repr((tolerations, node_selector, required))
+        return _Admission(key, tolerations, node_selector, required, self._admits.setdefault(key, {}))
 
-        def fits(state: _Node) -> bool:
-            admitted = admits.get(state.name)
-            if admitted is None or admitted[0] is not state.node:
-                allowed = all(tolerated(tolerations, taint) for taint in state.taints) and (
-                    not (node_selector or required) or selects_node(node_selector, required, state.node)
-                )
-                admitted = admits[state.name] = (state.node, allowed)
-            if not admitted[1]:
-                return False
-            used, (max_cpu, max_memory, max_pods) = state.requested, state.allocatable
-            if used[0] + cpu > max_cpu or used[1] + memory > max_memory or used[2] >= max_pods:
-                return False
-            return not affinity or self._affinity_allows(pod, state)
-
-        return fits
+    def _admitted_everywhere(self, admission: _Admission) -> list[_Node]:
+        """Every node ``admission`` admits, by name; kept until a node changes."""
+        known = self._admitted.get(admission.key)
+        if known is None or known[0] != self._nodes_version:
+            nodes = [state for state in map(self._nodes.__getitem__, self._names) if admission.admits(state)]
+            known = self._admitted[admission.key] = (self._nodes_version, nodes)
+        return known[1]
 
     def _affinity_allows(self, pod: Object, state: _Node) -> bool:
         """InterPodAffinity's filter: the pod's required anti-affinity and affinity terms, and the
@@ -431,16 +471,10 @@ class Placement:
         its selector being the pod's controller (fewer pods of the same controller in a node's host
         and zone score higher), at its weight."""
         _, shape = self._requests(pod)
-        # A node's score for a request shape is kept until what the node has or holds changes (each
-        # a new object): the pods of a workload share one shape, and most nodes do not change between them.
-        known = self._fit_scores.setdefault(shape, {})
-        scores = []
-        for state in nodes:
-            entry = known.get(state.name)
-            if entry is None or entry[0] is not state.non_zero or entry[1] is not state.allocatable:
-                score = _least_allocated(state, shape)
-                entry = known[state.name] = (state.non_zero, state.allocatable, score)
-            scores.append(entry[2])
+        scores = [
+            score if (score := state.fit_scores.get(shape)) is not None else state.fit_score(shape)
+            for state in nodes
+        ]
         spread = self._spread_scores(pod, nodes)
         if spread is None:
             return scores
@@ -452,21 +486,27 @@ class Placement:
         if owner is None:
             return None
         on_node = self._by_owner.get(owner, {})
-        raw = [0.0] * len(nodes)
-        for index, (_, max_skew) in enumerate(DEFAULT_SPREAD):
+        # Per constraint: topologyNormalizingWeight, log(domains + 2), the domains being those of the
+        # feasible nodes; and the controller's pods in each node's domain.
+        weights, columns = [], []
+        for index in range(len(DEFAULT_SPREAD)):
             domains = [state.domains[index] for state in nodes]
-            # topologyNormalizingWeight: log(domains + 2), the domains being those of the feasible nodes.
-            weight = math.log(len(set(domains)) + 2)
+            weights.append(math.log(len(set(domains)) + 2))
             in_domain: dict[str | None, int] = defaultdict(int)
             for node, count in on_node.items():
                 in_domain[self._nodes[node].domains[index]] += count
-            raw = [
-                score + in_domain.get(domain, 0) * weight + (max_skew - 1)
-                for score, domain in zip(raw, domains, strict=True)
-            ]
+            columns.append([in_domain.get(domain, 0) for domain in domains])
+        # A node's raw score depends only on its counts: computed once per distinct counts.
+        counts = list(zip(*columns, strict=True))
+        raw: dict[tuple[int, ...], int] = {}
+        for key in set(counts):
+            score = 0.0
+            for count, weight, (_, max_skew) in zip(key, weights, DEFAULT_SPREAD, strict=True):
+                score = score + count * weight + (max_skew - 1)
+            raw[key] = round(score)
         # NormalizeScore: the node with the fewest matching pods scores MAX_NODE_SCORE.
-        rounded = [round(score) for score in raw]
-        high, low = max(rounded), min(rounded)
+        high, low = max(raw.values()), min(raw.values())
         if high == 0:
             return [float(MAX_NODE_SCORE)] * len(nodes)
-        return [MAX_NODE_SCORE * (high + low - score) / high for score in rounded]
+        normalized = {key: MAX_NODE_SCORE * (high + low - score) / high for key, score in raw.items()}
+        return [normalized[key] for key in counts]
