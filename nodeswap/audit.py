@@ -500,9 +500,9 @@ def estimate(
     group: Group, group_nodes: dict[str, Node], moving: Sequence[Sequence[Pod]], index: Index
 ) -> Estimate:
     """The rollout's duration: per wave, Auto Scaling starts the launches, new instances boot, join and
-    become Ready (as the group's recent ones did), then each budget moves its pods ``allowed`` at a time, each round waiting
-    for the replacements to be Ready (as the workload's current pods took); a node goes once its last
-    pod has stopped."""
+    become Ready (as the group's recent ones did), then each budget moves its pods ``allowed`` at a
+    time, each round waiting for the replacements to be Ready (as the workload's current pods took); a
+    node goes once its last pod has stopped."""
     join, assumptions = _join_per_wave(group, group_nodes)
     start_cache: dict[str, float] = {}
 
