@@ -294,20 +294,21 @@ def test_ages_read_as_kubectl_shows_them(days: float, says: str) -> None:
 def test_an_old_instance_is_replaced_for_its_age_and_says_it(
     sandbox: SandboxClient, sandbox_cli: Cli
 ) -> None:
-    """One instance launched ten days ago, the others just now: --older-than 7d picks that one, and the
-    plan says its age as it is."""
+    """One instance launched ten days (and an hour) ago, the others just now: --older-than 7d picks that
+    one, and the plan says its age as kubectl would, in whole days. (The hour keeps the age past 10 days
+    however far the sandbox's simulated clock has run ahead.)"""
     old = sandbox.group()["Instances"][0]["InstanceId"]
     backend = ec2_backends[DEFAULT_ACCOUNT_ID][sandbox.sandbox.scenario.region]
     with sandbox.sandbox.lock:
         instance = backend.get_instance(old)
-        instance.launch_time = instance.launch_time - timedelta(days=10)
+        instance.launch_time = instance.launch_time - timedelta(days=10, hours=1)
     result = sandbox_cli("plan", "--asg", "workers", "--older-than", "7d", "--output", "json")
     assert result.returncode == 0, result.stdout + result.stderr
     (group,) = json.loads(result.stdout)["groups"]
     (replaced,) = group["instances"]
     assert replaced["instance"] == old
     assert replaced["reason"] == "launched 10d ago, older than 7d"
-    assert abs(replaced["age_seconds"] - 10 * 86400) < 600
+    assert abs(replaced["age_seconds"] - (10 * 86400 + 3600)) < 600
     text = sandbox_cli("plan", "--asg", "workers", "--older-than", "7d")
     assert "Instances to replace: launched 10d ago, older than 7d" in text.stdout
     assert re.search(rf"│ {old} .* │ 10d │", text.stdout), text.stdout

@@ -137,8 +137,14 @@ def test_the_adapter_retries_what_aws_throttles_and_not_what_it_refuses(
 
 def test_a_rollout_completes_with_30_percent_of_aws_answers_throttled(world: SandboxClient, cli: Cli) -> None:
     before = world.group()
-    # Every Auto Scaling and EC2 operation nodeswap calls, each answer throttled at 30%.
-    world.admin("PUT", "faults", [{"api": "aws", "operations": ["*"], "error": "throttle", "rate": 0.3}])
+    # Every Auto Scaling and EC2 operation nodeswap calls, each answer throttled at 30%. nodeswap makes
+    # few EC2 calls (a handful per rollout), so the first launch template version it asks for is
+    # throttled for sure: each service's throttling is then met at least once.
+    rules = [
+        {"api": "aws", "operations": ["CreateLaunchTemplateVersion"], "error": "throttle", "limit": 1},
+        {"api": "aws", "operations": ["*"], "error": "throttle", "rate": 0.3},
+    ]
+    world.admin("PUT", "faults", rules)
     result = cli("replace", "--asg", "workers", "--ami", cli.new_image(), "--yes", timeout=600)
     world.admin("PUT", "faults", [])
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
