@@ -98,9 +98,13 @@ class _Index:
         self.buckets: dict[Hashable, dict[Key, Object]] = {}
 
     def update(self, key: Key, old: Object | None, new: Object | None) -> None:
-        before = set(self.keys(old)) if old is not None else set()
-        after = set(self.keys(new)) if new is not None else set()
-        for value in before - after:
+        before = list(self.keys(old)) if old is not None else []
+        after = list(self.keys(new)) if new is not None else []
+        if new is not None and before == after:  # most writes leave the keys as they were
+            for value in after:
+                self.buckets[value][key] = new
+            return
+        for value in set(before) - set(after):
             bucket = self.buckets[value]
             del bucket[key]
             if not bucket:
