@@ -40,6 +40,20 @@ SETTLE_HORIZON_SECONDS = 25.0
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
+class _MotoApp(DomainDispatcherApplication):
+    """moto's server, each host's backend remembered once found: moto looks for it among the names of
+    its package's directories, listed from disk, on every request."""
+
+    def __init__(self) -> None:
+        super().__init__(create_backend_app)
+        self._backends: dict[str | None, Any] = {}
+
+    def get_backend_for_host(self, host: str | None) -> Any:
+        if host not in self._backends:
+            self._backends[host] = super().get_backend_for_host(host)
+        return self._backends[host]
+
+
 class _Handler(WSGIRequestHandler):
     """werkzeug's WSGI request handler, with the connection kept open between requests (HTTP/1.1
     keep-alive, as API servers and AWS endpoints do) instead of closed after each: clients then reuse
@@ -240,9 +254,7 @@ class Sandbox:
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
         moto_api_backend.reset()
         self.rules.install()
-        self._aws = _Server(
-            self._host, 0, AwsGateway(DomainDispatcherApplication(create_backend_app), self), "aws"
-        )
+        self._aws = _Server(self._host, 0, AwsGateway(_MotoApp(), self), "aws")
         self._kube = _Server(self._host, 0, KubeApi(self, self.store, self.cluster), "kube")
         self.scheduler.start()
         self.world = seed(self.scenario, self.aws_endpoint, self.scheduler)
