@@ -222,6 +222,8 @@ class KubeApi:
             fields = parse_field_selector(query.get("fieldSelector"))
         except SelectorError as exc:
             raise errors.bad_request(str(exc)) from exc
+        if not query.get("labelSelector") and not query.get("fieldSelector"):
+            return _everything  # a watch of everything is offered every change: no matching to do
         return lambda obj: labels(obj["metadata"].get("labels") or {}) and fields(obj)
 
     def _watch(self, route: Route, query: dict[str, str], connection: Any) -> Response:
@@ -465,6 +467,10 @@ def _dry_run(values: list[str], verb: str) -> bool:
         'supported values: "All"',
         {"kind": kind, "group": "meta.k8s.io"},
     )
+
+
+def _everything(_obj: Object) -> bool:
+    return True
 
 
 def _flag(value: str | None) -> bool:
