@@ -1,15 +1,19 @@
 """The sandbox's HTTP servers keep a connection open between requests (HTTP/1.1 keep-alive), whatever
-the request before left unread or however its answer was framed, and close it when they stop."""
+the request before left unread or however its answer was framed, and close it when they stop; while a
+sandbox serves, the garbage collector leaves its world alone."""
 
 from __future__ import annotations
 
+import gc
 import http.client
 import json
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
-from tests.sandbox_client import SandboxClient
+from nodeswap.sandbox.scenario import Scenario
+from nodeswap.sandbox.server import Sandbox
+from tests.sandbox_client import FROZEN_TIMING, SandboxClient
 
 JSON = {"Content-Type": "application/json"}
 
@@ -72,3 +76,18 @@ def test_stopping_the_sandbox_closes_its_open_connections(sandbox: SandboxClient
     assert kube.sock is not None
     sandbox.sandbox.stop()
     assert kube.sock.recv(1) == b""  # the server's end is closed: the client reads the end of the stream
+
+
+def test_the_garbage_collector_leaves_a_serving_sandbox_alone_then_is_as_it_was() -> None:
+    threshold = gc.get_threshold()
+    sandbox = Sandbox(Scenario.model_validate({"timing": FROZEN_TIMING}))
+    sandbox.start()
+    try:
+        # The world built at start is out of the collector's sight; young objects are collected rarely.
+        assert gc.get_freeze_count() > 0
+        assert gc.get_threshold()[0] > threshold[0]
+    finally:
+        sandbox.stop()
+    sandbox.stop()  # stopping twice changes nothing more
+    assert gc.get_freeze_count() == 0
+    assert gc.get_threshold() == threshold
