@@ -4,12 +4,17 @@ a simulated cluster that follows it, each on a loopback port, seeded from a scen
 from __future__ import annotations
 
 import contextlib
+import gc
+import http.client
 import io
+import itertools
 import logging
+import re
 import socket
 import threading
 import traceback
 from collections.abc import Callable, Iterable
+from http import HTTPStatus
 from typing import Any
 
 import yaml
@@ -40,6 +45,25 @@ SETTLE_HORIZON_SECONDS = 25.0
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
+class _MotoApp(DomainDispatcherApplication):
+    """moto's server, each host's backend remembered once found: moto looks for it among the names of
+    its package's directories, listed from disk, on every request."""
+
+    def __init__(self) -> None:
+        super().__init__(create_backend_app)
+        self._backends: dict[str | None, Any] = {}
+
+    def get_backend_for_host(self, host: str | None) -> Any:
+        if host not in self._backends:
+            self._backends[host] = super().get_backend_for_host(host)
+        return self._backends[host]
+
+
+# http.client's limits on a request's header lines: their length and count.
+_MAX_LINE, _MAX_HEADERS = 65536, 100
+_HEADER_NAME = re.compile(r"[\x21-\x39\x3b-\x7e]*")  # what the email parser takes for a header name
+
+
 class _Handler(WSGIRequestHandler):
     """werkzeug's WSGI request handler, with the connection kept open between requests (HTTP/1.1
     keep-alive, as API servers and AWS endpoints do) instead of closed after each: clients then reuse
@@ -48,7 +72,7 @@ class _Handler(WSGIRequestHandler):
     request; here the body is read whole before the app runs."""
 
     protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True  # a response's head and body are separate writes
+    disable_nagle_algorithm = True  # a streamed answer goes out in several writes
 
     server: _ThreadedServer
 
@@ -63,9 +87,51 @@ class _Handler(WSGIRequestHandler):
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         """The record keeps every request; an access log on stderr would only add noise."""
 
+    def parse_request(self) -> bool:
+        """http.server's, with the headers of a well-formed HTTP/1.x request read by a plain split:
+        the email parser http.server reads them with costs more than most of the sandbox's answers.
+        Anything else gets http.server's own reading, checks and errors."""
+        words = self.raw_requestline.split()
+        if len(words) != 3 or words[2] not in (b"HTTP/1.0", b"HTTP/1.1"):
+            return super().parse_request()
+        self.requestline = str(self.raw_requestline, "iso-8859-1").rstrip("\r\n")
+        self.command, path, self.request_version = (str(word, "iso-8859-1") for word in words)
+        self.path = "/" + path.lstrip("/") if path.startswith("//") else path  # as http.server does
+        fields: list[list[str]] = []
+        in_headers = True  # until a line that is no header: the email parser takes the rest for a body
+        for count in itertools.count():
+            line = self.rfile.readline(_MAX_LINE + 1)
+            if len(line) > _MAX_LINE:
+                explain = f"got more than {_MAX_LINE} bytes when reading header line"
+                self.send_error(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "Line too long", explain)
+                return False
+            if count >= _MAX_HEADERS:  # the blank line that ends them counts too
+                explain = f"got more than {_MAX_HEADERS} headers"
+                self.send_error(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "Too many headers", explain)
+                return False
+            if line in (b"\r\n", b"\n", b""):
+                break
+            text = str(line, "iso-8859-1").rstrip("\r\n")
+            if text[:1] in (" ", "\t"):  # a folded line continues the header before it
+                if in_headers and fields:
+                    fields[-1][1] += text
+                continue
+            name, colon, value = text.partition(":")
+            in_headers = in_headers and bool(colon) and _HEADER_NAME.fullmatch(name) is not None
+            if in_headers and name:  # a line without a name is skipped
+                fields.append([name, value.lstrip(" \t")])
+        self.headers = headers = http.client.HTTPMessage()
+        for name, value in fields:
+            headers.set_raw(name, value)
+        connection = headers.get("Connection", "").lower()
+        self.close_connection = connection == "close" or (
+            self.request_version == "HTTP/1.0" and connection != "keep-alive"
+        )
+        if headers.get("Expect", "").lower() == "100-continue" and self.request_version == "HTTP/1.1":
+            return self.handle_expect_100()
+        return True
+
     def run_wsgi(self) -> None:
-        if self.headers.get("Expect", "").lower().strip() == "100-continue":
-            self.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         environ = self.make_environ()
         stream = environ["wsgi.input"]
         try:
@@ -121,27 +187,41 @@ class _Response:
         return self.write
 
     def write(self, data: bytes) -> None:
-        handler = self.handler
-        if not self.started:
-            assert self.head is not None, "write() before start_response"
-            self.started = True
-            status, headers = self.head
-            code, _, reason = status.partition(" ")
-            handler.send_response(int(code), reason)
-            for key, value in headers:
-                handler.send_header(key, value)
-            # Without a length the body is chunked, but for responses that have none (RFC 9112 6.3).
-            self.chunked = not (
-                any(key.lower() == "content-length" for key, _ in headers)
-                or handler.command == "HEAD"
-                or int(code) < 200
-                or int(code) in (204, 304)
-            )
-            if self.chunked:
-                handler.send_header("Transfer-Encoding", "chunked")
-            handler.end_headers()
-        if data:
-            handler.wfile.write(b"%x\r\n%s\r\n" % (len(data), data) if self.chunked else data)
+        head = b"" if self.started else self._head()
+        if data and self.chunked:
+            data = b"%x\r\n%s\r\n" % (len(data), data)
+        if head or data:
+            self.handler.wfile.write(head + data)  # the head goes with the first data, in one write
+
+    def _head(self) -> bytes:
+        """The status line and headers, as BaseHTTPRequestHandler's send_response and send_header
+        write them; without a length the body is chunked, but for answers that have none (RFC 9112 6.3)."""
+        assert self.head is not None, "write() before start_response"
+        handler, (status, headers) = self.handler, self.head
+        self.started = True
+        code, _, reason = status.partition(" ")
+        self.chunked = not (
+            any(key.lower() == "content-length" for key, _ in headers)
+            or handler.command == "HEAD"
+            or int(code) < 200
+            or int(code) in (204, 304)
+        )
+        if self.chunked:
+            headers = [*headers, ("Transfer-Encoding", "chunked")]
+        for key, value in headers:
+            if key.lower() == "connection":
+                handler.close_connection = value.lower() == "close" or (
+                    value.lower() != "keep-alive" and handler.close_connection
+                )
+        if handler.request_version == "HTTP/0.9":
+            return b""  # an HTTP/0.9 answer is its body alone
+        lines = [
+            f"{handler.protocol_version} {int(code)} {reason}",
+            f"Server: {handler.version_string()}",
+            f"Date: {handler.date_time_string()}",
+            *(f"{key}: {value}" for key, value in headers),
+        ]
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1", "strict")
 
 
 class _ThreadedServer(ThreadedWSGIServer):
@@ -176,6 +256,44 @@ class _Server:
         self.server.server_close()
         self.server.close_connections()  # idle kept-alive connections end with the server
         self.thread.join()
+
+
+class _Heap:
+    """The garbage collector's settings while sandboxes serve in this process. The world a sandbox
+    builds before it serves (moto's models, the cluster's objects: millions of Python objects at 300
+    nodes) lives as long as it does, so the collector leaves it out (gc.freeze), where each full
+    collection would walk all of it, half a second at that scale, while the sandbox stands still. And
+    since most objects a sandbox makes are kept (stored objects and their history), the youngest are
+    collected every YOUNG_THRESHOLD allocations rather than every 700, so that the collections of the
+    older generations, which walk all that was kept, come as many times less often. All is as it was
+    once the last sandbox stops."""
+
+    YOUNG_THRESHOLD = 50_000
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._holders: set[int] = set()
+        self._threshold = gc.get_threshold()
+
+    def hold(self, sandbox: Sandbox) -> None:
+        with self._lock:
+            if not self._holders:
+                self._threshold = gc.get_threshold()
+                gc.set_threshold(self.YOUNG_THRESHOLD, *self._threshold[1:])
+            self._holders.add(id(sandbox))
+            gc.freeze()
+
+    def release(self, sandbox: Sandbox) -> None:
+        with self._lock:
+            if id(sandbox) not in self._holders:
+                return
+            self._holders.discard(id(sandbox))
+            if not self._holders:
+                gc.unfreeze()
+                gc.set_threshold(*self._threshold)
+
+
+_HEAP = _Heap()
 
 
 class Sandbox:
@@ -240,9 +358,7 @@ class Sandbox:
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
         moto_api_backend.reset()
         self.rules.install()
-        self._aws = _Server(
-            self._host, 0, AwsGateway(DomainDispatcherApplication(create_backend_app), self), "aws"
-        )
+        self._aws = _Server(self._host, 0, AwsGateway(_MotoApp(), self), "aws")
         self._kube = _Server(self._host, 0, KubeApi(self, self.store, self.cluster), "kube")
         self.scheduler.start()
         self.world = seed(self.scenario, self.aws_endpoint, self.scheduler)
@@ -256,12 +372,14 @@ class Sandbox:
         # Faults and the record start with the clients: seeding is neither faulted nor recorded.
         self.faults.replace(self.scenario.faults)
         self.record.enabled = True
+        _HEAP.hold(self)
 
     def stop(self) -> None:
         for server in (self._aws, self._kube):
             if server is not None:
                 server.stop()
         self.scheduler.stop()
+        _HEAP.release(self)
 
     def report(self) -> dict[str, Any]:
         with self.lock:

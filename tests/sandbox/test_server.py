@@ -1,15 +1,24 @@
 """The sandbox's HTTP servers keep a connection open between requests (HTTP/1.1 keep-alive), whatever
-the request before left unread or however its answer was framed, and close it when they stop."""
+the request before left unread or however its answer was framed, and close it when they stop; while a
+sandbox serves, the garbage collector leaves its world alone."""
 
 from __future__ import annotations
 
+import gc
 import http.client
 import json
-from collections.abc import Iterator
+import socket
+import threading
+from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
-from tests.sandbox_client import SandboxClient
+import pytest
+from werkzeug.serving import make_server
+
+from nodeswap.sandbox.scenario import Scenario
+from nodeswap.sandbox.server import Sandbox, _ThreadedServer
+from tests.sandbox_client import FROZEN_TIMING, SandboxClient
 
 JSON = {"Content-Type": "application/json"}
 
@@ -72,3 +81,71 @@ def test_stopping_the_sandbox_closes_its_open_connections(sandbox: SandboxClient
     assert kube.sock is not None
     sandbox.sandbox.stop()
     assert kube.sock.recv(1) == b""  # the server's end is closed: the client reads the end of the stream
+
+
+def test_the_garbage_collector_leaves_a_serving_sandbox_alone_then_is_as_it_was() -> None:
+    threshold = gc.get_threshold()
+    sandbox = Sandbox(Scenario.model_validate({"timing": FROZEN_TIMING}))
+    sandbox.start()
+    try:
+        # The world built at start is out of the collector's sight; young objects are collected rarely.
+        assert gc.get_freeze_count() > 0
+        assert gc.get_threshold()[0] > threshold[0]
+    finally:
+        sandbox.stop()
+    sandbox.stop()  # stopping twice changes nothing more
+    assert gc.get_freeze_count() == 0
+    assert gc.get_threshold() == threshold
+
+
+def echo(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+    """A WSGI app answering with what it was given: the request's headers, path and body."""
+    body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+    seen = {key: value for key, value in environ.items() if key.startswith(("HTTP_", "CONTENT_", "PATH_"))}
+    answer = json.dumps({**seen, "body": body.decode()}).encode()
+    start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(answer)))])
+    return [answer]
+
+
+def exchange(port: int, request: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
+        connection.sendall(request)
+        connection.shutdown(socket.SHUT_WR)
+        answer = b""
+        while chunk := connection.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return b"\n".join([head.split(b"\r\n")[0], body])  # the status line and the body (no Date)
+
+
+HEADERS = [f"X-{n}: v\r\n".encode() for n in range(100)]
+
+
+@pytest.mark.parametrize(
+    "request_",
+    [
+        b"POST //a/b HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello",
+        b"GET /folded HTTP/1.1\r\nX-Long: a\r\n  b\r\n\tc\r\n first\r\nConnection: close\r\n\r\n",
+        b"GET /stray HTTP/1.1\r\n:nameless\r\nNot a header\r\nX-Ignored: 1\r\n\r\n",
+        b"GET /twice HTTP/1.1\r\nX-Dup: 1\r\nx-dup: 2\r\nX_Under: 3\r\nX-Pad:   p  \r\n\r\n",
+        b"GET /bare-lf HTTP/1.1\nHost: h\nConnection: close\n\n",
+        b"GET /old HTTP/1.0\r\nHost: h\r\n\r\n",
+        b"GET /oldest\r\n",
+        b"GET /99 HTTP/1.1\r\n" + b"".join(HEADERS[:98]) + b"Connection: close\r\n\r\n",
+        b"GET /100 HTTP/1.1\r\n" + b"".join(HEADERS[:99]) + b"Connection: close\r\n\r\n",
+        b"GET /long HTTP/1.1\r\nX-Long: " + b"a" * 70_000 + b"\r\n\r\n",
+        b"GET /next HTTP/2.0\r\n\r\n",
+    ],
+)
+def test_requests_are_read_as_http_server_reads_them(request_: bytes) -> None:
+    """The sandbox reads request headers with its own code: what an app sees, and the errors for what
+    is too long or too many, are what werkzeug's server over http.server's parsing gives."""
+    ours, theirs = _ThreadedServer("127.0.0.1", 0, echo), make_server("127.0.0.1", 0, echo, threaded=True)
+    for server in (ours, theirs):
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        assert exchange(ours.server_port, request_) == exchange(theirs.server_port, request_)
+    finally:
+        for server in (ours, theirs):
+            server.shutdown()
+            server.server_close()

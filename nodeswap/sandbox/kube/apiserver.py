@@ -11,7 +11,6 @@ requests can be answered with injected faults.
 from __future__ import annotations
 
 import base64
-import copy
 import json
 import queue
 import select
@@ -223,6 +222,8 @@ class KubeApi:
             fields = parse_field_selector(query.get("fieldSelector"))
         except SelectorError as exc:
             raise errors.bad_request(str(exc)) from exc
+        if not query.get("labelSelector") and not query.get("fieldSelector"):
+            return _everything  # a watch of everything is offered every change: no matching to do
         return lambda obj: labels(obj["metadata"].get("labels") or {}) and fields(obj)
 
     def _watch(self, route: Route, query: dict[str, str], connection: Any) -> Response:
@@ -337,9 +338,9 @@ class KubeApi:
                 raise errors.conflict(route.resource, route.name or "")
             scaled = {"spec": {"replicas": replicas}}
             return _scale(self.store.merge(route.resource, route.namespace or "", route.name or "", scaled))
-        merged = copy.deepcopy(current)
         if route.subresource == "status":
-            merged["status"] = body.get("status", {})
+            # The store copies what it is given: the current object's parts are shared, not changed.
+            merged = {**current, "metadata": {**current["metadata"]}, "status": body.get("status", {})}
             merged["metadata"]["resourceVersion"] = meta.get("resourceVersion")
         else:
             self._check_kind(route.resource, body)
@@ -361,9 +362,8 @@ class KubeApi:
             )
         current = self._get(route)
         try:
-            patched = apply(
-                copy.deepcopy(current), json.loads(request.get_data() or b"null"), route.resource.kind
-            )
+            # Every patch function works on a copy of the document: the stored object stays as it is.
+            patched = apply(current, json.loads(request.get_data() or b"null"), route.resource.kind)
         except (PatchError, ValueError) as exc:
             raise errors.ApiError(
                 422 if isinstance(exc, PatchError) else 400,
@@ -467,6 +467,10 @@ def _dry_run(values: list[str], verb: str) -> bool:
         'supported values: "All"',
         {"kind": kind, "group": "meta.k8s.io"},
     )
+
+
+def _everything(_obj: Object) -> bool:
+    return True
 
 
 def _flag(value: str | None) -> bool:

@@ -233,7 +233,8 @@ def merge_patch_sharing(document: Any, patch: Any) -> Any:
     """``merge_patch`` as a new value that shares with ``document`` every part the patch leaves alone:
     for a document that is never changed in place (a stored object), at the cost of the patch only."""
     if not isinstance(patch, dict):
-        return clone(patch)
+        # Only lists need copying: strings, numbers, booleans and null are immutable.
+        return clone(patch) if isinstance(patch, list) else patch
     merged = dict(document) if isinstance(document, dict) else {}
     for key, value in patch.items():
         if value is None:

@@ -96,11 +96,18 @@ class _Index:
     def __init__(self, keys: IndexKeys) -> None:
         self.keys = keys
         self.buckets: dict[Hashable, dict[Key, Object]] = {}
+        self._keys_of: dict[Key, list[Hashable]] = {}  # the keys each object is indexed by now
 
-    def update(self, key: Key, old: Object | None, new: Object | None) -> None:
-        before = set(self.keys(old)) if old is not None else set()
-        after = set(self.keys(new)) if new is not None else set()
-        for value in before - after:
+    def update(self, key: Key, new: Object | None) -> None:
+        """The object stored under ``key`` is now ``new`` (None: it is gone)."""
+        before = self._keys_of.pop(key, [])
+        after = [] if new is None else list(self.keys(new))
+        if new is not None and before == after:  # most writes leave the keys as they were
+            for value in after:
+                self.buckets[value][key] = new
+            self._keys_of[key] = after
+            return
+        for value in set(before) - set(after):
             bucket = self.buckets[value]
             del bucket[key]
             if not bucket:
@@ -108,6 +115,7 @@ class _Index:
         if new is not None:
             for value in after:
                 self.buckets.setdefault(value, {})[key] = new
+            self._keys_of[key] = after
 
 
 class Store:
@@ -147,7 +155,7 @@ class Store:
         """Keep ``resource``'s objects findable by every key ``keys(obj)`` yields (see ``indexed``)."""
         index = self._indexes.setdefault(resource.key, {})[name] = _Index(keys)
         for key, obj in self._bucket(resource).items():
-            index.update(key, None, obj)
+            index.update(key, obj)
 
     def indexed(self, resource: Resource, name: str, key: Hashable) -> builtins.list[Object]:
         """The objects of ``resource`` for which index ``name`` yields ``key``."""
@@ -309,7 +317,7 @@ class Store:
             self._bucket(resource)[key] = obj
             in_namespace[key] = obj
         for index in self._indexes.get(resource.key, {}).values():
-            index.update(key, old, None if kind == "DELETED" else obj)
+            index.update(key, None if kind == "DELETED" else obj)
         if len(self._history) == self._history.maxlen:
             self._compacted = self._history[0].rv
         change = Change(self._rv, resource, kind, obj, old)
