@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Literal, TypeVar
@@ -27,16 +27,20 @@ R = TypeVar("R")
 # as kubectl drain evicts a node's pods together: a wave of hundreds of nodes is paced by the cluster,
 # not by round trips one after the other. Bounded, so the API servers see a steady load, not a burst.
 IN_FLIGHT = 16
+# One pool for the whole process: a drain makes hundreds of passes, and starting IN_FLIGHT threads for
+# each cost more than its requests. Its threads start on first use and idle between passes.
+_POOL = ThreadPoolExecutor(max_workers=IN_FLIGHT, thread_name_prefix="request")
 
 
 def concurrently(action: Callable[[T], R], items: Iterable[T]) -> list[R]:
     """``action`` of every item, IN_FLIGHT at a time; the results in the items' order. An error is raised
-    once every action has ended, so none is left running behind the caller."""
+    once every action has ended, so none is left running behind the caller. ``action`` must not call
+    ``concurrently`` itself (it would wait on the pool it holds a thread of)."""
     todo = list(items)
     if len(todo) <= 1:
         return [action(item) for item in todo]
-    with ThreadPoolExecutor(max_workers=min(IN_FLIGHT, len(todo)), thread_name_prefix="request") as pool:
-        futures = [pool.submit(action, item) for item in todo]
+    futures = [_POOL.submit(action, item) for item in todo]
+    wait(futures)
     return [future.result() for future in futures]
 
 

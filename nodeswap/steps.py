@@ -7,11 +7,13 @@ The order of the steps, and why, is in ``rollout``.
 from __future__ import annotations
 
 import functools
+import math
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from nodeswap.audit import spare
 from nodeswap.cache import Concern, OwnerKey
 from nodeswap.errors import OperationError
 from nodeswap.kube import SCALE_DOWN_DISABLED, Eviction, EvictionResult, fenced
@@ -89,7 +91,8 @@ def surge(run: Run, size: int) -> None:
 
 def join(run: Run) -> list[Node]:
     """Wait until every up-to-date instance the group's desired capacity calls for is InService with its
-    node Ready; then keep cluster-autoscaler off those nodes. The cluster's nodes are watched; the group
+    node Ready, keeping cluster-autoscaler off each new node from its registration on (an annotation that
+    restore removes). The cluster's nodes are watched; the group
     is re-read every AWS_RECHECK_SECONDS, and sooner while it lists fewer instances than desired or when
     a node turns Ready whose instance the last read did not show InService (other groups' nodes, once
     seen, are not looked up again)."""
@@ -98,6 +101,7 @@ def join(run: Run) -> list[Node]:
     first_seen: dict[str, float] = {}  # new instance -> when this run first saw it in the group
     others: set[str | None] = set()  # instances of Ready nodes that are not in the group
     released: set[str | None] = set()  # instances whose launch hook this run completed
+    marked: set[str] = set()  # new nodes annotated by this join (the cache may not show it yet)
     # While the group lists fewer instances than desired, Auto Scaling has yet to start the launches (10
     # to 20 s on AWS): looked at again soon, then less often, as its request budget is shared.
     launch_wait = EARLY_RECHECK_SECONDS
@@ -128,12 +132,10 @@ def join(run: Run) -> list[Node]:
         launched = {i.id for i in new if run.record.launched_by(i)}
         if launched - set(run.record.launched):  # recorded at once, for an undo
             run.update(launched=tuple(sorted(launched | set(run.record.launched))))
+        _keep_autoscaler_off(run, [n for n in nodes if n.instance_id in {i.id for i in new}], marked)
         new_in_service = {i.id for i in new if i.lifecycle_state == "InService"}
         ready = [n for n in nodes if n.ready and n.instance_id in new_in_service]
         if len(ready) >= group.desired - len(old):
-            marks: dict[str, str | None] = {SCALE_DOWN_DISABLED: "true", MARK_ANNOTATION: run.record.run}
-            unmarked = [n.name for n in ready if SCALE_DOWN_DISABLED not in n.annotations]
-            concurrently(functools.partial(_annotate, run, marks), unmarked)
             run.say("join", f"{len(ready)} new nodes Ready", nodes=[n.name for n in ready])
             return ready
         now = time.monotonic()
@@ -161,6 +163,16 @@ def join(run: Run) -> list[Node]:
                 "aws ec2 get-console-output --instance-id ...)",
             )
         run.cluster.wait(mark, Concern(nodes=True), min(due, deadline) - now)
+
+
+def _keep_autoscaler_off(run: Run, new: list[Node], marked: set[str]) -> None:
+    """Annotate each new node not marked yet so that cluster-autoscaler leaves it alone (restore removes
+    the marks of this rollout). Done as each registers, while the others still boot, rather than all at
+    the end: hundreds of annotations take a while."""
+    marks: dict[str, str | None] = {SCALE_DOWN_DISABLED: "true", MARK_ANNOTATION: run.record.run}
+    unmarked = [n.name for n in new if n.name not in marked and SCALE_DOWN_DISABLED not in n.annotations]
+    concurrently(functools.partial(_annotate, run, marks), unmarked)
+    marked.update(unmarked)
 
 
 def _release_launches(run: Run, group: Group, ready: set[str | None]) -> set[str | None]:
@@ -295,17 +307,20 @@ class Drain:
         refusal is older than RETRY_SECONDS."""
         run = self.run
         allows: dict[str, int] = {}  # budget -> disruptions it allows still, as cached, in this pass
-        due: list[Pod] = []
+        due: list[tuple[Pod, int]] = []  # with the rounds still ahead of its slowest budget
         here = {p.uid for p in pods}  # a pod gone meanwhile (deleted by another hand) waits no more
         self.waiting_on = {uid: budget for uid, budget in self.waiting_on.items() if uid in here}
+        moving = []
         for pod in pods:
             if pod.deleting or pod.uid in self.evicted:
                 self.refused.pop(pod.uid, None)
-                continue
+            else:
+                moving.append((pod, run.cluster.budgets_of(pod)))
+        rounds = _rounds_left(moving)
+        for pod, budgets in moving:
             refused = self.refused.get(pod.uid)
             if refused and time.monotonic() - refused < RETRY_SECONDS:
                 continue
-            budgets = run.cluster.budgets_of(pod)
             # A pod that is not Ready may be evicted whatever the budget allows (its unhealthy pod
             # eviction policy): the API server decides.
             short = (
@@ -319,9 +334,12 @@ class Drain:
                 continue
             for budget in budgets:
                 allows[budget.key] = allows.get(budget.key, budget.disruptions_allowed) - 1
-            due.append(pod)
-        results = concurrently(functools.partial(_evict, run), due)
-        for pod, result in zip(due, results, strict=True):
+            due.append((pod, max((rounds[b.key] for b in budgets), default=0)))
+        # A pass's evictions take a while at hundreds of nodes: the pods of the budgets with the most
+        # rounds still ahead go first, since the slowest budget's rounds set the drain's length.
+        ordered = [pod for pod, _ in sorted(due, key=lambda item: -item[1])]
+        results = concurrently(functools.partial(_evict, run), ordered)
+        for pod, result in zip(ordered, results, strict=True):
             if result.outcome is Eviction.EVICTED:
                 self.evicted.add(pod.uid)
                 if pod.node:
@@ -365,6 +383,17 @@ class Drain:
             f"the drain did not finish within {self.run.settings.drain_timeout}; pods still on the nodes:\n"
             + "\n".join(lines)
         )
+
+
+def _rounds_left(moving: list[tuple[Pod, list[Budget]]]) -> dict[str, int]:
+    """Budget -> the rounds its pods still to move take, ``spare`` of them at a time."""
+    pods: dict[str, int] = defaultdict(int)
+    budgets: dict[str, Budget] = {}
+    for _, of in moving:
+        for budget in of:
+            pods[budget.key] += 1
+            budgets[budget.key] = budget
+    return {key: math.ceil(n / max(spare(budgets[key]), 1)) for key, n in pods.items()}
 
 
 def _evict(run: Run, pod: Pod) -> EvictionResult:

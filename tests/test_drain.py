@@ -1,29 +1,35 @@
 """The drain's reading of the cache, with the cache and the API server faked at nodeswap's adapter
 boundary: a node the cache shows empty only because it has not seen a pod bound there yet is listed
 afresh before its instance goes; a node emptied by the drain's own evictions is not, since pod events
-arrive in order and the cache has then seen every pod bound there before the fence."""
+arrive in order and the cache has then seen every pod bound there before the fence. A pass evicts the
+pods of the budgets with the most rounds ahead first."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
+
+from nodeswap import steps
 from nodeswap.kube import Eviction, EvictionResult
-from nodeswap.model import Owner, Pod
+from nodeswap.model import Budget, Owner, Pod
 from nodeswap.run import RolloutSettings, Summary
 from nodeswap.steps import Drain
 
 
-def pod(name: str, node: str) -> Pod:
-    return Pod("default", name, f"uid-{name}", node, owner=Owner("ReplicaSet", "web-1"))
+def pod(name: str, node: str, app: str = "web") -> Pod:
+    return Pod("default", name, f"uid-{name}", node, labels={"app": app}, owner=Owner("ReplicaSet", app))
 
 
 class Cluster:
     """The API server's pods and the cache's view of them, which lacks the pods it has not seen yet."""
 
-    def __init__(self, served: list[Pod], unseen: set[str]) -> None:
+    def __init__(self, served: list[Pod], unseen: set[str], budgets: dict[str, Budget] | None = None) -> None:
         self.served = {p.uid: p for p in served}
         self.unseen = unseen
+        self.budgets = budgets or {}  # app label -> its budget
         self.fresh_lists: list[str] = []
         self.evicted: list[str] = []
 
@@ -34,8 +40,9 @@ class Cluster:
     def pods_on(self, node: str) -> list[Pod]:
         return [p for p in self.served.values() if p.node == node and p.uid not in self.unseen]
 
-    def budgets_of(self, _pod: Pod) -> list[Any]:
-        return []
+    def budgets_of(self, pod: Pod) -> list[Budget]:
+        budget = self.budgets.get(pod.labels["app"])
+        return [budget] if budget else []
 
     def wait(self, *_args: Any) -> None:
         pass
@@ -85,3 +92,35 @@ def test_a_node_emptied_by_the_drains_own_evictions_goes_without_a_fresh_list() 
     assert drain(cluster, {"i-a": "node-a"}) == ["i-a"]
     assert sorted(cluster.evicted) == ["web-a", "web-b"]
     assert cluster.fresh_lists == []
+
+
+def test_a_pass_evicts_first_the_pods_of_the_budgets_with_the_most_rounds_ahead(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The evictions of a pass made one after the other, in the order the drain hands them over.
+    def in_order(action: Callable[[Any], Any], items: list[Any]) -> list[Any]:
+        return [action(item) for item in items]
+
+    monkeypatch.setattr(steps, "concurrently", in_order)
+
+    def budget(app: str, expected: int, allowed: int) -> Budget:
+        return Budget(
+            "default",
+            app,
+            None,
+            expected_pods=expected,
+            current_healthy=expected,
+            desired_healthy=expected - allowed,
+            disruptions_allowed=allowed,
+        )
+
+    # web: 6 pods to move 2 at a time (3 rounds); api: 2 pods, 2 at a time (1 round); loose: no budget.
+    # The node listed first holds the pods of the shortest queues.
+    pods = [pod(f"loose-{i}", "node-a", "loose") for i in range(3)]
+    pods += [pod(f"api-{i}", "node-a", "api") for i in range(2)]
+    pods += [pod(f"web-{i}", "node-b") for i in range(6)]
+    cluster = Cluster(pods, unseen=set(), budgets={"web": budget("web", 6, 2), "api": budget("api", 2, 2)})
+
+    drain(cluster, {"i-a": "node-a", "i-b": "node-b"})
+
+    assert cluster.evicted[:5] == ["web-0", "web-1", "api-0", "api-1", "loose-0"]

@@ -24,6 +24,31 @@ from tests.e2e import DEMO, Cli, assert_converged, changes, demo_scenario, ours,
 from tests.sandbox_client import SandboxClient
 
 
+def test_new_nodes_are_kept_from_cluster_autoscaler_while_the_old_ones_drain(
+    world: SandboxClient, cli: Cli
+) -> None:
+    """cluster-autoscaler would scale an empty new node down: every new node carries its
+    scale-down-disabled annotation (with the rollout's mark) by the first eviction, and loses it at the
+    end (assert_converged)."""
+    before = world.group()
+    old = {i["InstanceId"] for i in before["Instances"]}
+    command = ["replace", "--asg", "workers", "--ami", cli.new_image(), "--yes"]
+    first = start_until(world, cli, command, request("kube", "eviction"))
+    new = [
+        n
+        for n in client.CoreV1Api(world.kube()).list_node().items
+        if n.spec.provider_id.rsplit("/", 1)[1] in {i["InstanceId"] for i in world.group()["Instances"]} - old
+    ]
+    stdout, stderr = first.communicate(timeout=180)
+    assert first.returncode == 0, stdout + stderr
+    assert len(new) == 3
+    for node in new:
+        annotations = node.metadata.annotations or {}
+        assert annotations.get("cluster-autoscaler.kubernetes.io/scale-down-disabled") == "true"
+        assert annotations.get("nodeswap.io/scale-down-disabled")  # the rollout's id: restore removes it
+    assert_converged(world, before, "2")
+
+
 def test_replace_rolls_the_group_onto_the_new_image(world: SandboxClient, cli: Cli) -> None:
     before = world.group()
     result = cli("replace", "--asg", "workers", "--ami", cli.new_image(), "--yes")
