@@ -22,7 +22,7 @@ from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
 from nodeswap import parse
-from nodeswap.audit import selects
+from nodeswap.audit import Selecting
 from nodeswap.errors import OperationError
 from nodeswap.kube import Kube
 from nodeswap.model import Budget, Node, Owner, Pod, Snapshot
@@ -72,8 +72,7 @@ class Cache:
         self._on: dict[str | None, dict[str, Pod]] = defaultdict(dict)  # node -> uid -> pod
         self._owned: dict[OwnerKey, set[str]] = defaultdict(set)  # owner -> uids
         self._budgets: dict[str, Budget] = {}
-        # Which budgets select a set of labels, by (namespace, labels): pods of one workload share them.
-        self._selected: dict[tuple[str, frozenset[tuple[str, str]]], tuple[str, ...]] = {}
+        self._selecting: Selecting | None = None  # built again after a budget's selector changes
         self._log: list[Change] = []
         self._logged = 0  # the number of changes ever logged: the log holds the last len(_log)
         self._stop = threading.Event()
@@ -122,17 +121,10 @@ class Cache:
 
     def budgets_of(self, pod: Pod) -> list[Budget]:
         """The budgets selecting the pod, as they are now."""
-        labels = (pod.namespace, frozenset(pod.labels.items()))
         with self._changed:
-            keys = self._selected.get(labels)
-            if keys is None:
-                keys = tuple(
-                    b.key
-                    for b in self._budgets.values()
-                    if b.namespace == pod.namespace and selects(b.selector, pod.labels)
-                )
-                self._selected[labels] = keys
-            return [self._budgets[key] for key in keys]
+            if self._selecting is None:
+                self._selecting = Selecting(self._budgets.values())
+            return [self._budgets[key] for key in self._selecting(pod.namespace, pod.labels)]
 
     def snapshot(self) -> Snapshot:
         """What the planner reads: the cached kinds, and what only the audit reads (listed once)."""
@@ -200,7 +192,7 @@ class Cache:
                 self._nodes = {n.name: n for n in records if isinstance(n, Node)}
             elif kind == "budgets":
                 self._budgets = {b.key: b for b in records if isinstance(b, Budget)}
-                self._selected.clear()
+                self._selecting = None
             else:
                 self._pods.clear()
                 self._on.clear()
@@ -223,7 +215,7 @@ class Cache:
                 if event != "DELETED":
                     self._budgets[record.key] = record
                 if old_budget is None or event == "DELETED" or old_budget.selector != record.selector:
-                    self._selected.clear()
+                    self._selecting = None
                 if old_budget != (record if event != "DELETED" else None):
                     self._record(Change(kind, record.key))
             elif isinstance(record, Pod):

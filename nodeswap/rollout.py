@@ -31,8 +31,10 @@ import dataclasses
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
+from typing import TypeVar
 
 from nodeswap.audit import INSTANCE_TYPE_LABELS
 from nodeswap.aws import Aws
@@ -59,6 +61,8 @@ from nodeswap.steps import (
 )
 from nodeswap.undo import roll_back
 
+T = TypeVar("T")
+
 
 def rollouts_for(
     aws: Aws, kube: Kube, groups: list[Group], settings_for: Callable[[str], RolloutSettings], emit: Emit
@@ -79,8 +83,18 @@ def plan_groups(
 ) -> tuple[dict[str, GroupRollout], list[GroupPlan]]:
     """Plan every group, reading only: what `nodeswap plan` reports and `replace` acts on."""
     rollouts = rollouts_for(aws, kube, groups, settings_for, emit)
-    snapshot = kube.snapshot()
+    snapshot = while_described(aws, groups, kube.snapshot)
     return rollouts, [rollouts[group.name].plan(group, snapshot) for group in groups]
+
+
+def while_described(aws: Aws, groups: list[Group], read: Callable[[], T]) -> T:
+    """``read`` (the cluster) while the groups' instances are described, which the plans need too: the
+    two APIs answer apart, and at hundreds of nodes each read takes most of a second."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="describe") as pool:
+        described = pool.submit(lambda: [aws.with_details(group) for group in groups])
+        found = read()
+        described.result()  # the plans find the instances described (or the same error is raised)
+    return found
 
 
 def refusals(plans: list[GroupPlan]) -> list[tuple[str, Blocker]]:
@@ -110,8 +124,8 @@ def replace_groups(
             # version), so they are read again.
             aws.forget_versions()
             groups = aws.groups([group.name for group in groups], full=True)
-        cluster = stack.enter_context(Cache(kube))
-        snapshot = cluster.snapshot()
+        cluster = Cache(kube)
+        snapshot = while_described(aws, groups, lambda: stack.enter_context(cluster).snapshot())
         plans = [rollouts[group.name].plan(group, snapshot) for group in groups]
         for plan in plans:
             rollouts[plan.group.name].announce(plan)

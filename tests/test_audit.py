@@ -8,7 +8,18 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from nodeswap.audit import Fit, Index, audit, eks_allocatable, estimate, fit, new_node, serializing
+from nodeswap.audit import (
+    Fit,
+    Index,
+    Selecting,
+    audit,
+    eks_allocatable,
+    estimate,
+    fit,
+    new_node,
+    selects,
+    serializing,
+)
 from nodeswap.model import (
     Budget,
     Group,
@@ -306,3 +317,39 @@ def test_nothing_to_replace_means_nothing_blocks() -> None:
         (node("n1", provider_id="aws:///us-east-1a/i-n1"),), (pod("a", "n1"),), (budget("gone", 0, 0),)
     )
     assert plan_group(g, snapshot, settings=Settings(), now=T0).blockers == ()
+
+
+def test_the_budgets_selecting_a_pod_are_those_every_selector_check_finds_in_order() -> None:
+    """Budgets filed under one of their matchLabels are found as if every budget's selector were
+    checked: selectors with several labels, with expressions only, empty (all of the namespace) and
+    nil (nothing), in another namespace."""
+    expression = {"key": "tier", "operator": "In", "values": ["front"]}
+    budgets = [
+        Budget("default", "web", {"matchLabels": {"app": "web"}}),
+        Budget("default", "web-front", {"matchLabels": {"app": "web", "tier": "front"}}),
+        Budget("default", "front", {"matchExpressions": [expression]}),
+        Budget("default", "everything", {}),
+        Budget("default", "nothing", None),
+        Budget("other", "web", {"matchLabels": {"app": "web"}}),
+        Budget("default", "db", {"matchLabels": {"app": "db"}, "matchExpressions": [expression]}),
+    ]
+    selecting = Selecting(budgets)
+    label_sets = [
+        {"app": "web"},
+        {"app": "web", "tier": "front"},
+        {"tier": "front", "app": "db"},
+        {"app": "db"},
+        {},
+    ]
+    for namespace in ("default", "other"):
+        for labels in label_sets:
+            expected = tuple(
+                b.key for b in budgets if b.namespace == namespace and selects(b.selector, labels)
+            )
+            assert selecting(namespace, labels) == expected, (namespace, labels)
+    assert selecting("default", {"app": "web", "tier": "front"}) == (
+        "default/web",
+        "default/web-front",
+        "default/front",
+        "default/everything",
+    )
