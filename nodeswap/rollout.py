@@ -305,7 +305,7 @@ class GroupRollout:
                 if canary:
                     check_canary(run, ready)
         with self._phase(run, "settle"):
-            settle(run)
+            settle(run, hooks)
             hooks.wait()
         with self._phase(run, "restore"):
             restore(run)

@@ -490,6 +490,12 @@ class Hooks:
 
         completed = concurrently(complete, pending)
         self.completed.update(action for action, done in zip(pending, completed, strict=True) if done)
+        if self.own and not self.others:  # nodeswap's hooks completed: nothing else holds the instance
+            self.leaving -= {i for i in self.leaving if all((i, hook) in self.completed for hook in self.own)}
+
+    def due(self) -> float:
+        """When the next poll is due (monotonic seconds)."""
+        return self._read_at + self._delay
 
     def wait(self) -> None:
         """Wait until every instance this rollout terminated is past its hooks, at most --drain-timeout:
@@ -499,7 +505,7 @@ class Hooks:
             self.poll()
             if self.leaving:
                 # Auto Scaling has no watch: the next look is due after the poll's delay.
-                time.sleep(max(0.0, min(self._read_at + self._delay, deadline) - time.monotonic()))
+                time.sleep(max(0.0, min(self.due(), deadline) - time.monotonic()))
         if self.leaving:
             waiting = ", ".join(sorted(self.leaving))
             owners = ", ".join(self.others) or "its hooks"
@@ -509,26 +515,38 @@ class Hooks:
             )
 
 
-def settle(run: Run) -> None:
+def settle(run: Run, hooks: Hooks) -> None:
     """Wait until the budgets of the moved pods are fully healthy again, so the rollout ends with its
-    workloads at strength; past --drain-timeout, say which are not and finish anyway."""
+    workloads at strength, completing the last hooks meanwhile; past --drain-timeout, say which are not
+    and finish anyway. The new nodes' marks go first: their pods are placed."""
+    unmark(run)
     deadline = time.monotonic() + run.settings.drain_timeout.total_seconds()
     moved = frozenset(b.key for p in run.summary.moved for b in run.cluster.budgets_of(p))
     while True:
+        hooks.poll()
         mark = run.cluster.mark()
         short = [b for b in run.cluster.budgets() if b.key in moved and b.current_healthy < b.expected_pods]
         if not short:
             return
-        if time.monotonic() > deadline:
+        now = time.monotonic()
+        if now > deadline:
             names = ", ".join(f"{b.key} ({b.current_healthy}/{b.expected_pods})" for b in short)
             run.say("settle", f"not all moved workloads are healthy yet: {names}")
             return
-        run.cluster.wait(mark, Concern(budgets=moved), min(WAKE_SECONDS, deadline - time.monotonic()))
+        wake = min(WAKE_SECONDS, deadline - now, hooks.due() - now if hooks.leaving else WAKE_SECONDS)
+        run.cluster.wait(mark, Concern(budgets=moved), wake)
+
+
+def unmark(run: Run) -> None:
+    """Remove this rollout's scale-down marks (listed afresh: a mark set a moment ago counts)."""
+    marked = [n.name for n in run.kube.nodes() if n.annotations.get(MARK_ANNOTATION) == run.record.run]
+    unmarks: dict[str, str | None] = {SCALE_DOWN_DISABLED: None, MARK_ANNOTATION: None}
+    concurrently(functools.partial(_annotate, run, unmarks), marked)
 
 
 def restore(run: Run) -> None:
-    """Undo the rollout's marks on the group and the cluster: MaxSize, the processes nodeswap
-    suspended (only those), this rollout's scale-down marks; then remove the record."""
+    """Undo the rollout's marks on the group: MaxSize, the processes nodeswap suspended (only those);
+    then remove the record. The nodes' scale-down marks are gone already (``unmark``)."""
     group = group_of(run)
     original = run.record.capacity
     # If Auto Scaling replaced an old instance itself, desired is above the original: keep MaxSize
@@ -538,10 +556,6 @@ def restore(run: Run) -> None:
     if group.max_size != max_size:
         run.aws.set_capacity(run.name, max_size=max_size)
     run.aws.resume(run.name, list(run.record.suspended))
-    marked = [n.name for n in run.kube.nodes() if n.annotations.get(MARK_ANNOTATION) == run.record.run]
-    concurrently(
-        lambda node: run.kube.annotate(node, {SCALE_DOWN_DISABLED: None, MARK_ANNOTATION: None}), marked
-    )
     run.store.remove(run.name)
     message = f"restored MaxSize {max_size} and the processes nodeswap suspended"
     if group.desired != original.desired:

@@ -16,7 +16,7 @@ from __future__ import annotations
 from nodeswap.errors import OperationError
 from nodeswap.kube import fenced
 from nodeswap.run import Run
-from nodeswap.steps import Drain, Hooks, StepFailed, fence, group_of, keeping, restore
+from nodeswap.steps import Drain, Hooks, StepFailed, fence, group_of, keeping, restore, unmark
 
 
 def roll_back(run: Run) -> None:
@@ -63,6 +63,7 @@ def roll_back(run: Run) -> None:
             ) from failure
     _point_back(run)
     hooks.wait()
+    unmark(run)
     restore(run)
     kept = [i for i in record.retired if i not in leaving]
     if kept:

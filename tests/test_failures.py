@@ -420,7 +420,32 @@ def test_hooks_pending_only_after_a_deregistration_delay_are_still_completed(
         if r["operation"] == "CompleteLifecycleAction" and r["status"] == 200
     ]
     assert sorted(completed) == sorted(i["InstanceId"] for i in before["Instances"])
-    assert not [i for i in world.group()["Instances"] if i["LifecycleState"].startswith("Terminating")]
+    # None waits on its hook any more (each is past it, shutting down or gone).
+    assert not [i for i in world.group()["Instances"] if i["LifecycleState"] == "Terminating:Wait"]
+    assert_converged(world, before, "2")
+
+
+def test_the_rollout_ends_once_its_hooks_are_completed_not_when_the_old_instances_have_shut_down(
+    start_sandbox: Callable[..., SandboxClient], tmp_path: Path
+) -> None:
+    """An old instance past nodeswap's hook is Auto Scaling's to finish: with a 60 s shutdown, the rollout
+    ends while the old instances are still Terminating:Proceed, each hook completed."""
+    scenario = demo_scenario()
+    scenario["timing"]["shutdown_seconds"] = 60
+    world = start_sandbox(**scenario)
+    cli = Cli(world, tmp_path)
+    before = world.group()
+    old = sorted(i["InstanceId"] for i in before["Instances"])
+    result = cli("replace", "--asg", "workers", "--ami", cli.new_image(), "--yes")
+    assert result.returncode == 0, result.stdout + result.stderr
+    states = world.states()
+    assert [states.get(i) for i in old] == ["Terminating:Proceed"] * len(old)
+    completed = [
+        r["target"]["InstanceId"][0]
+        for r in ours(world)
+        if r["operation"] == "CompleteLifecycleAction" and r["status"] == 200
+    ]
+    assert sorted(completed) == old
     assert_converged(world, before, "2")
 
 
