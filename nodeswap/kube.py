@@ -321,7 +321,7 @@ class Kube:
         for _ in range(5):
             if current is None:
                 return  # gone: nothing to fence or un-fence
-            patch = functools.partial(self.core.patch_node, node.name, _fence_patch(current, run))
+            patch = functools.partial(_unread, self.core.patch_node, node.name, _fence_patch(current, run))
             if _unless((404, 409), what, patch) is not None:
                 return
             current = self.node(node.name)
@@ -332,7 +332,7 @@ class Kube:
     def annotate(self, node: str, annotations: dict[str, str | None]) -> None:
         """Set (or, with None, remove) annotations; a node already gone needs none."""
         body = {"metadata": {"annotations": annotations}}
-        _unless((404,), f"annotate {node}", lambda: self.core.patch_node(node, body))
+        _unless((404,), f"annotate {node}", lambda: _unread(self.core.patch_node, node, body))
 
     def event(self, node: str, reason: str, message: str) -> None:
         """A Kubernetes Event on the node, so `kubectl describe node` says what nodeswap does to it.
@@ -351,7 +351,7 @@ class Kube:
             reporting_component="nodeswap",
         )
         try:
-            self.core.create_namespaced_event("default", body)
+            _unread(self.core.create_namespaced_event, "default", body)
         except (ApiException, HTTPError, OSError):
             return
 
@@ -365,7 +365,7 @@ class Kube:
             metadata=client.V1ObjectMeta(name=pod.name, namespace=pod.namespace), delete_options=options
         )
         try:
-            self.core.create_namespaced_pod_eviction(pod.name, pod.namespace, body)
+            _unread(self.core.create_namespaced_pod_eviction, pod.name, pod.namespace, body)
         except ApiException as exc:
             if exc.status == 404:
                 return EvictionResult(Eviction.GONE)
@@ -497,6 +497,13 @@ def _fence_patch(node: Node, run: str | None) -> dict[str, Any]:
             "taints": [t.as_dict() for t in taints],
         },
     }
+
+
+def _unread(send: Callable[..., Any], *args: Any) -> bytes:
+    """A change whose answer nodeswap does not read: its body is taken as bytes, not made into the
+    client's models (a Node's takes milliseconds, and a rollout makes thousands of changes)."""
+    body: bytes = send(*args, _preload_content=False).data
+    return body
 
 
 def fenced(node: Node) -> bool:

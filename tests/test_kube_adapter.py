@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import time
 from http.client import RemoteDisconnected
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -198,11 +199,14 @@ class Core:
         self.answer = answer
         self.requests: list[tuple[str, str, client.V1Eviction]] = []
 
-    def create_namespaced_pod_eviction(self, name: str, namespace: str, body: client.V1Eviction) -> object:
+    def create_namespaced_pod_eviction(
+        self, name: str, namespace: str, body: client.V1Eviction, _preload_content: bool = True
+    ) -> object:
         self.requests.append((name, namespace, body))
         if self.answer is not None:
             raise self.answer
-        return {"kind": "Status", "status": "Success", "code": 201}
+        answer = {"kind": "Status", "status": "Success", "code": 201}
+        return answer if _preload_content else SimpleNamespace(data=json.dumps(answer).encode())
 
 
 def evicting(answer: BaseException | None) -> tuple[Kube, Core]:
