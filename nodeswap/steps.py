@@ -132,7 +132,8 @@ def join(run: Run) -> list[Node]:
         launched = {i.id for i in new if run.record.launched_by(i)}
         if launched - set(run.record.launched):  # recorded at once, for an undo
             run.update(launched=tuple(sorted(launched | set(run.record.launched))))
-        _keep_autoscaler_off(run, [n for n in nodes if n.instance_id in {i.id for i in new}], marked)
+        new_ids = {i.id for i in new}
+        _keep_autoscaler_off(run, [n for n in nodes if n.instance_id in new_ids], marked)
         new_in_service = {i.id for i in new if i.lifecycle_state == "InService"}
         ready = [n for n in nodes if n.ready and n.instance_id in new_in_service]
         if len(ready) >= group.desired - len(old):
