@@ -19,7 +19,7 @@ from nodeswap.errors import OperationError
 from nodeswap.kube import SCALE_DOWN_DISABLED, Eviction, EvictionResult, fenced
 from nodeswap.model import Budget, Group, Node, Pod
 from nodeswap.plan import Action, decide, outdated, waves
-from nodeswap.run import Run, concurrently
+from nodeswap.run import IN_FLIGHT, Run, concurrently
 
 # Marks the nodes whose scale-down-disabled annotation nodeswap set (the value is the rollout's id), so
 # restore removes only the marks of its own rollout.
@@ -37,6 +37,9 @@ AWS_RECHECK_SECONDS, EARLY_RECHECK_SECONDS = 5.0, 1.0
 WAKE_SECONDS = 5.0
 # A refused eviction is tried again after a change in the cluster, but not more often than this.
 RETRY_SECONDS = 1.0
+# A drain pass evicts at most this many pods, the most pressing first, then looks again: a budget that
+# allows another eviction meanwhile is not kept waiting behind hundreds of evictions no budget paces.
+EVICTIONS_PER_PASS = 2 * IN_FLIGHT
 # A new instance is given up on once it has gone this many times the group's measured launch-to-Ready
 # time, plus this margin, without a Ready node (well before --join-timeout for a bad image).
 STALL_FACTOR, STALL_MARGIN_SECONDS = 3.0, 30.0
@@ -289,8 +292,10 @@ class Drain:
                 )
             if time.monotonic() > deadline:
                 raise StepFailed(self._stuck(pods), "relax or fix what blocks them")
-            self._evict_due(pods)
+            pressing = self._evict_due(pods)
             self.hooks.poll()
+            if pressing:
+                continue  # the rest of what was due, after a fresh look
             now = time.monotonic()
             retry_at = min(
                 (self.refused[p.uid] + RETRY_SECONDS for p in pods if p.uid in self.refused),
@@ -303,9 +308,10 @@ class Drain:
         for budget in list(self.blocked_since):
             self._waited(budget)
 
-    def _evict_due(self, pods: list[Pod]) -> None:
+    def _evict_due(self, pods: list[Pod]) -> bool:
         """Evict, all at once, each pod not yet terminating that its budgets allow, and whose last
-        refusal is older than RETRY_SECONDS."""
+        refusal is older than RETRY_SECONDS: at most EVICTIONS_PER_PASS, the most pressing first.
+        Whether more were due."""
         run = self.run
         allows: dict[str, int] = {}  # budget -> disruptions it allows still, as cached, in this pass
         due: list[tuple[Pod, int]] = []  # with the rounds still ahead of its slowest budget
@@ -338,7 +344,7 @@ class Drain:
             due.append((pod, max((rounds[b.key] for b in budgets), default=0)))
         # A pass's evictions take a while at hundreds of nodes: the pods of the budgets with the most
         # rounds still ahead go first, since the slowest budget's rounds set the drain's length.
-        ordered = [pod for pod, _ in sorted(due, key=lambda item: -item[1])]
+        ordered = [pod for pod, _ in sorted(due, key=lambda item: -item[1])][:EVICTIONS_PER_PASS]
         results = concurrently(functools.partial(_evict, run), ordered)
         for pod, result in zip(ordered, results, strict=True):
             if result.outcome is Eviction.EVICTED:
@@ -362,6 +368,7 @@ class Drain:
                     f"cannot evict {pod.key}: {result.message}",
                     "make the PodDisruptionBudgets' selectors disjoint",
                 )
+        return len(due) > len(ordered)
 
     def _wait_on(self, budget: str, pod: Pod, why: str) -> None:
         if budget not in self.blocked_since:

@@ -2,7 +2,8 @@
 boundary: a node the cache shows empty only because it has not seen a pod bound there yet is listed
 afresh before its instance goes; a node emptied by the drain's own evictions is not, since pod events
 arrive in order and the cache has then seen every pod bound there before the fence. A pass evicts the
-pods of the budgets with the most rounds ahead first."""
+pods of the budgets with the most rounds ahead first, and at most EVICTIONS_PER_PASS before it looks
+again."""
 
 from __future__ import annotations
 
@@ -32,9 +33,12 @@ class Cluster:
         self.budgets = budgets or {}  # app label -> its budget
         self.fresh_lists: list[str] = []
         self.evicted: list[str] = []
+        self.passes: list[int] = []  # at each pass's start, the evictions made before it
+        self.waits: list[int] = []  # at each wait, the evictions made before it
 
     # the cache
     def mark(self) -> int:
+        self.passes.append(len(self.evicted))
         return 0
 
     def pods_on(self, node: str) -> list[Pod]:
@@ -45,7 +49,7 @@ class Cluster:
         return [budget] if budget else []
 
     def wait(self, *_args: Any) -> None:
-        pass
+        self.waits.append(len(self.evicted))
 
     # the API server
     def list_pods_on(self, node: str) -> list[Pod]:
@@ -124,3 +128,12 @@ def test_a_pass_evicts_first_the_pods_of_the_budgets_with_the_most_rounds_ahead(
     drain(cluster, {"i-a": "node-a", "i-b": "node-b"})
 
     assert cluster.evicted[:5] == ["web-0", "web-1", "api-0", "api-1", "loose-0"]
+
+
+def test_a_pass_evicts_at_most_its_share_then_looks_again_at_once() -> None:
+    many = steps.EVICTIONS_PER_PASS + 8
+    cluster = Cluster([pod(f"batch-{i}", "node-a", "batch") for i in range(many)], unseen=set())
+
+    assert drain(cluster, {"i-a": "node-a"}) == ["i-a"]
+    assert cluster.passes[:3] == [0, steps.EVICTIONS_PER_PASS, many]
+    assert steps.EVICTIONS_PER_PASS not in cluster.waits  # the second pass came without a wait
