@@ -45,6 +45,9 @@ EVICTIONS_PER_PASS = 2 * IN_FLIGHT
 STALL_FACTOR, STALL_MARGIN_SECONDS = 3.0, 30.0
 # How soon after a termination call its hook is first looked for (then twice as long each time).
 HOOK_FIRST_LOOK_SECONDS = 0.2
+# An instance is terminated while its node's last pods terminate only if nodeswap's hooks hold it at
+# least this much longer than their grace periods.
+HOLD_MARGIN_SECONDS = 30
 # Termination hooks named so are nodeswap's to complete (besides the one named by --lifecycle-hook);
 # any other hook belongs to another tool, which nodeswap waits for.
 OWN_HOOK_PREFIX = "nodeswap"
@@ -277,9 +280,14 @@ class Drain:
             for i in [i for i in looks_empty if nodes[i] not in self.evicted_from]:
                 staying[i] = keeping(run, run.kube.pods_on(nodes[i]))
             drained = [i for i in active if not staying[i]]
-            if drained:
-                retire(run, drained, self.hooks)
-                active = [i for i in active if staying[i]]
+            # A node whose last pods are all terminating goes now, its hook holding the instance until
+            # they are gone: Auto Scaling's seconds to start the termination pass meanwhile.
+            held = {
+                i: nodes[i] for i in active if staying[i] and self.hooks.can_hold(staying[i], self.evicted)
+            }
+            if drained or held:
+                retire(run, drained + list(held), self.hooks, held)
+                active = [i for i in active if staying[i] and i not in held]
             pods = [p for i in active for p in staying[i]]
             if not pods:
                 continue
@@ -302,7 +310,8 @@ class Drain:
                 default=now + WAKE_SECONDS,
             )
             concern = Concern(
-                pods_on=frozenset(nodes[i] for i in active), budgets=frozenset(self.blocked_since)
+                pods_on=frozenset(nodes[i] for i in active) | self.hooks.concern().pods_on,
+                budgets=frozenset(self.blocked_since),
             )
             run.cluster.wait(mark, concern, min(WAKE_SECONDS, retry_at - now, deadline - now))
         for budget in list(self.blocked_since):
@@ -427,17 +436,20 @@ def keeping(run: Run, pods: list[Pod]) -> list[Pod]:
     ]
 
 
-def retire(run: Run, instances: list[str], hooks: Hooks) -> None:
+def retire(run: Run, instances: list[str], hooks: Hooks, held: dict[str, str] | None = None) -> None:
     """Terminate drained instances without replacements (desired goes down by one each), recorded first
-    in one write; their termination hooks are completed once pending. The Node objects are left for the
-    kubelet and other tools (the node's NodeswapFenced event already says why it goes)."""
+    in one write; their termination hooks are completed once pending, and for those ``held`` (instance
+    -> node) once their nodes' last pods are gone. The Node objects are left for the kubelet and other
+    tools (the node's NodeswapFenced event already says why it goes)."""
+    held = held or {}
     run.lock.check()
     run.update(retired=(*run.record.retired, *instances))
     concurrently(run.aws.terminate, instances)
     for instance in instances:
-        hooks.terminated(instance)
+        hooks.terminated(instance, held.get(instance))
         run.summary.replaced.append(instance)
-        run.say("retire", f"terminated {instance}", instance=instance)
+        holding = " (its hook holds it until its last pods have terminated)" if instance in held else ""
+        run.say("retire", f"terminated {instance}{holding}", instance=instance)
     hooks.poll()
 
 
@@ -454,43 +466,78 @@ class Hooks:
             h.name for h in hooks if h.name == named or (not named and h.name.startswith(OWN_HOOK_PREFIX))
         ]
         self.others = [h.name for h in hooks if h.name not in self.own]
+        # How long nodeswap's hooks hold an instance before Auto Scaling lets it go all the same.
+        self.holds = min((h.heartbeat_timeout for h in hooks if h.name in self.own), default=0)
         self.leaving: set[str] = set()  # terminated by this rollout, not yet past their hooks
+        self.held: dict[str, str] = {}  # leaving instance -> its node, whose last pods still terminate
+        self.pending: set[str] = set()  # leaving instances the last group read showed Terminating:Wait
         self.completed: set[tuple[str, str]] = set()  # (instance, hook)
         self._read_at, self._delay = 0.0, HOOK_FIRST_LOOK_SECONDS
 
-    def terminated(self, instance: str) -> None:
+    def can_hold(self, pods: list[Pod], evicted: set[str]) -> bool:
+        """Whether an instance whose node holds only ``pods`` can be terminated now, nodeswap's hooks
+        holding it until they are gone: they must all be terminating (``evicted`` holds the uids of pods
+        evicted a moment ago), within their grace periods plus HOLD_MARGIN_SECONDS of the hooks'
+        heartbeat timeout (past it, Auto Scaling terminates the instance under them)."""
+        grace = self.run.settings.grace_period
+        return bool(pods) and all(
+            (p.deleting or p.uid in evicted)
+            and (p.grace_seconds if grace is None else grace) + HOLD_MARGIN_SECONDS < self.holds
+            for p in pods
+        )
+
+    def terminated(self, instance: str, held_by: str | None = None) -> None:
+        """``held_by``: the node whose last pods must be gone before the hook is completed."""
         # Its action becomes pending a moment after the call (or after the target groups' deregistration
         # delay): looked for soon, then less and less often.
         self.leaving.add(instance)
+        if held_by is not None:
+            self.held[instance] = held_by
         self._read_at, self._delay = time.monotonic(), HOOK_FIRST_LOOK_SECONDS
 
     def leftovers(self) -> None:
         """Take over the hooks an interrupted run left waiting: the outdated instances on their way out
         whose nodes hold nothing evictable (one still holding pods is left alone: another tool may be
-        draining it)."""
+        draining it), or only terminating pods (held until they are gone)."""
         node_of = {n.instance_id: n.name for n in self.run.cluster.nodes()}
         for instance in outdated_now(self.run, leaving=True):
             node = node_of.get(instance)
-            if not (node and keeping(self.run, self.run.cluster.pods_on(node))):
+            pods = keeping(self.run, self.run.cluster.pods_on(node)) if node else []
+            if not pods:
                 self.leaving.add(instance)
+            elif node and self.can_hold(pods, set()):
+                self.terminated(instance, node)
         self.poll()
 
     def poll(self) -> None:
-        """Complete nodeswap's hook of each instance waiting on it; forget instances that are gone. At
-        most one group read per AWS_RECHECK_SECONDS: Auto Scaling has no watch."""
-        if not self.leaving or time.monotonic() - self._read_at < self._delay:
-            return
-        self._read_at, self._delay = time.monotonic(), min(self._delay * 2, AWS_RECHECK_SECONDS)
-        group = group_of(self.run)
-        pending = []
-        for instance in sorted(self.leaving):
-            state = group.instance(instance)
-            if state is None or state.lifecycle_state not in _LEAVING:
-                self.leaving.discard(instance)
-            elif state.lifecycle_state == "Terminating:Wait":
-                # A target group's deregistration delay can keep the action from being pending for
-                # minutes after the termination call: asked again at the next poll until it is.
-                pending += [(instance, hook) for hook in self.own if (instance, hook) not in self.completed]
+        """Complete nodeswap's hook of each instance waiting on it whose node holds no pod any more;
+        forget instances that are gone. At most one group read per AWS_RECHECK_SECONDS (Auto Scaling has
+        no watch); an instance released by its node's last pod meanwhile is completed without one."""
+        released = [
+            i for i, node in self.held.items() if not keeping(self.run, self.run.cluster.pods_on(node))
+        ]
+        for instance in released:
+            del self.held[instance]
+        ready = {i for i in released if i in self.pending}
+        if self.leaving and time.monotonic() >= self.due():
+            self._read_at, self._delay = time.monotonic(), min(self._delay * 2, AWS_RECHECK_SECONDS)
+            group = group_of(self.run)
+            self.pending = set()
+            for instance in sorted(self.leaving):
+                state = group.instance(instance)
+                if state is None or state.lifecycle_state not in _LEAVING:
+                    self.leaving.discard(instance)
+                elif state.lifecycle_state == "Terminating:Wait":
+                    self.pending.add(instance)
+            # A target group's deregistration delay can keep the action from being pending for minutes
+            # after the termination call: asked again after the next read until it is.
+            ready |= self.pending - self.held.keys()
+        pending = [
+            (i, hook)
+            for i in sorted(ready & self.leaving)
+            for hook in self.own
+            if (i, hook) not in self.completed
+        ]
 
         def complete(action: tuple[str, str]) -> bool:
             instance, hook = action
@@ -510,10 +557,17 @@ class Hooks:
         another tool's hook that outlasts it ends at its heartbeat timeout, as reported."""
         deadline = time.monotonic() + self.run.settings.drain_timeout.total_seconds()
         while self.leaving and time.monotonic() < deadline:
+            mark = self.run.cluster.mark()
             self.poll()
             if self.leaving:
-                # Auto Scaling has no watch: the next look is due after the poll's delay.
-                time.sleep(max(0.0, min(self.due(), deadline) - time.monotonic()))
+                # Auto Scaling has no watch: the next look is due after the poll's delay, or once a held
+                # node's last pod is gone.
+                wake = min(self.due(), deadline) - time.monotonic()
+                self.run.cluster.wait(mark, self.concern(), max(wake, 0.0))
+
+    def concern(self) -> Concern:
+        """What releases a held instance: a change to its node's pods."""
+        return Concern(pods_on=frozenset(self.held.values()))
         if self.leaving:
             waiting = ", ".join(sorted(self.leaving))
             owners = ", ".join(self.others) or "its hooks"
@@ -542,7 +596,7 @@ def settle(run: Run, hooks: Hooks) -> None:
             run.say("settle", f"not all moved workloads are healthy yet: {names}")
             return
         wake = min(WAKE_SECONDS, deadline - now, hooks.due() - now if hooks.leaving else WAKE_SECONDS)
-        run.cluster.wait(mark, Concern(budgets=moved), wake)
+        run.cluster.wait(mark, Concern(budgets=moved, pods_on=hooks.concern().pods_on), wake)
 
 
 def unmark(run: Run) -> None:

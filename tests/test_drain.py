@@ -7,6 +7,7 @@ again."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
@@ -14,10 +15,11 @@ from typing import Any
 import pytest
 
 from nodeswap import steps
+from nodeswap.cache import Concern
 from nodeswap.kube import Eviction, EvictionResult
-from nodeswap.model import Budget, Owner, Pod
+from nodeswap.model import Budget, LifecycleHook, Owner, Pod
 from nodeswap.run import RolloutSettings, Summary
-from nodeswap.steps import Drain
+from nodeswap.steps import Drain, Hooks
 
 
 def pod(name: str, node: str, app: str = "web") -> Pod:
@@ -76,7 +78,9 @@ def drain(cluster: Cluster, nodes: dict[str, str]) -> list[str]:
         say=lambda *_args, **_data: None,
         update=lambda **_changes: None,
     )
-    hooks: Any = SimpleNamespace(terminated=lambda _instance: None, poll=lambda: None)
+    hooks: Any = SimpleNamespace(
+        terminated=lambda *_args: None, poll=lambda: None, can_hold=lambda *_args: False, concern=Concern
+    )
     Drain(run, hooks)(list(nodes), nodes, cap=len(nodes))
     return terminated
 
@@ -137,3 +141,33 @@ def test_a_pass_evicts_at_most_its_share_then_looks_again_at_once() -> None:
     assert drain(cluster, {"i-a": "node-a"}) == ["i-a"]
     assert cluster.passes[:3] == [0, steps.EVICTIONS_PER_PASS, many]
     assert steps.EVICTIONS_PER_PASS not in cluster.waits  # the second pass came without a wait
+
+
+def hooks_of(*hooks: tuple[str, int], grace_period: int | None = None) -> Hooks:
+    """Hooks over a group with termination hooks (name, heartbeat timeout)."""
+    group = SimpleNamespace(
+        hooks=[LifecycleHook(n, "autoscaling:EC2_INSTANCE_TERMINATING", t, "CONTINUE") for n, t in hooks]
+    )
+    run: Any = SimpleNamespace(
+        name="workers",
+        settings=RolloutSettings(grace_period=grace_period),
+        aws=SimpleNamespace(groups=lambda _names, full=False: [group]),
+    )
+    return Hooks(run)
+
+
+def test_an_instance_is_held_by_nodeswaps_hook_only_while_its_last_pods_terminate_within_its_timeout() -> (
+    None
+):
+    terminating = dataclasses.replace(pod("web-a", "node-a"), deleting=True, grace_seconds=30)
+    evicted = pod("web-b", "node-a")  # evicted a moment ago: the cache does not show it terminating yet
+    serving = pod("web-c", "node-a")
+    slow = dataclasses.replace(terminating, grace_seconds=280)  # 280 s + 30 s margin outlast a 300 s hook
+
+    ours = hooks_of(("nodeswap-drain", 300), ("log-shipper", 60))
+    assert ours.can_hold([terminating, evicted], {evicted.uid})
+    assert not ours.can_hold([terminating, serving], {evicted.uid})
+    assert not ours.can_hold([slow], set())
+    assert not ours.can_hold([], set())
+    assert not hooks_of(("log-shipper", 3600)).can_hold([terminating], set())  # another tool's hook
+    assert hooks_of(("nodeswap-drain", 300), grace_period=10).can_hold([slow], set())  # --grace-period 10

@@ -49,6 +49,38 @@ def test_new_nodes_are_kept_from_cluster_autoscaler_while_the_old_ones_drain(
     assert_converged(world, before, "2")
 
 
+def test_an_old_instance_goes_while_its_last_pods_terminate_held_by_its_hook_until_they_are_gone(
+    start_sandbox: Callable[..., SandboxClient], tmp_path: Path
+) -> None:
+    """Once every pod left on an old node is terminating, its instance is terminated, and nodeswap's
+    hook holds it until they are gone: Auto Scaling's start of the termination overlaps the pods' last
+    seconds, and no pod is cut short (the sandbox counts a pod whose machine stops under it as lost)."""
+    scenario = demo_scenario()
+    web = next(w for w in scenario["kubernetes"]["workloads"] if w["metadata"]["name"] == "web")
+    template = web["spec"]["template"]["spec"]
+    template["terminationGracePeriodSeconds"] = 10
+    template["containers"][0]["lifecycle"] = {"preStop": {"sleep": {"seconds": 6}}}
+    world = start_sandbox(**scenario)
+    cli = Cli(world, tmp_path)
+    before = world.group()
+    result = cli("replace", "--asg", "workers", "--ami", cli.new_image(), "--yes")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "its hook holds it until its last pods have terminated" in result.stdout
+    sent: dict[str, dict[str, datetime]] = {}
+    for r in ours(world):
+        if r["operation"] in ("TerminateInstanceInAutoScalingGroup", "CompleteLifecycleAction"):
+            sent.setdefault(r["target"]["InstanceId"][0], {})[r["operation"]] = datetime.fromisoformat(
+                r["time"]
+            )
+    held = [
+        (calls["CompleteLifecycleAction"] - calls["TerminateInstanceInAutoScalingGroup"]).total_seconds()
+        for calls in sent.values()
+    ]
+    assert len(held) == 3
+    assert max(held) > 4  # a 6 s preStop ran out under the terminating instance's hook
+    assert_converged(world, before, "2")  # no pod lost, no budget broken
+
+
 def test_replace_rolls_the_group_onto_the_new_image(world: SandboxClient, cli: Cli) -> None:
     before = world.group()
     result = cli("replace", "--asg", "workers", "--ami", cli.new_image(), "--yes")
