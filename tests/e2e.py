@@ -42,6 +42,19 @@ class Cli:
         return image
 
 
+def replaced_in(
+    start_sandbox: Callable[..., SandboxClient], tmp_path: Path, scenario: dict[str, Any]
+) -> tuple[SandboxClient, dict[str, Any], str]:
+    """A sandbox of ``scenario``, its group as it was, and the output of a successful `nodeswap replace`
+    of the group onto the new image."""
+    world = start_sandbox(**scenario)
+    cli = Cli(world, tmp_path)
+    before = world.group()
+    result = cli("replace", "--asg", "workers", "--ami", cli.new_image(), "--yes")
+    assert result.returncode == 0, result.stdout + result.stderr
+    return world, before, result.stdout
+
+
 def demo_scenario(**changes: Any) -> dict[str, Any]:
     scenario = load_scenario(DEMO).model_dump(mode="json")
     scenario.update(changes)

@@ -28,6 +28,7 @@ from tests.e2e import (
     changes,
     demo_scenario,
     ours,
+    replaced_in,
     request,
     start_until,
 )
@@ -409,11 +410,7 @@ def test_hooks_pending_only_after_a_deregistration_delay_are_still_completed(
     nodeswap keeps looking until it is, and completes it."""
     scenario = demo_scenario()
     scenario["groups"][0]["target_group"] = {"name": "web", "deregistration_delay": 4}
-    world = start_sandbox(**scenario)
-    cli = Cli(world, tmp_path)
-    before = world.group()
-    result = cli("replace", "--asg", "workers", "--ami", cli.new_image(), "--yes")
-    assert result.returncode == 0, result.stdout + result.stderr
+    world, before, _ = replaced_in(start_sandbox, tmp_path, scenario)
     completed = [
         r["target"]["InstanceId"][0]
         for r in ours(world)
@@ -432,12 +429,8 @@ def test_the_rollout_ends_once_its_hooks_are_completed_not_when_the_old_instance
     ends while the old instances are still Terminating:Proceed, each hook completed."""
     scenario = demo_scenario()
     scenario["timing"]["shutdown_seconds"] = 60
-    world = start_sandbox(**scenario)
-    cli = Cli(world, tmp_path)
-    before = world.group()
+    world, before, _ = replaced_in(start_sandbox, tmp_path, scenario)
     old = sorted(i["InstanceId"] for i in before["Instances"])
-    result = cli("replace", "--asg", "workers", "--ami", cli.new_image(), "--yes")
-    assert result.returncode == 0, result.stdout + result.stderr
     states = world.states()
     assert [states.get(i) for i in old] == ["Terminating:Proceed"] * len(old)
     completed = [

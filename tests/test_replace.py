@@ -20,7 +20,17 @@ import yaml
 from kubernetes import client
 
 from nodeswap.sandbox.scenario import load_scenario
-from tests.e2e import DEMO, Cli, assert_converged, changes, demo_scenario, ours, request, start_until
+from tests.e2e import (
+    DEMO,
+    Cli,
+    assert_converged,
+    changes,
+    demo_scenario,
+    ours,
+    replaced_in,
+    request,
+    start_until,
+)
 from tests.sandbox_client import SandboxClient
 
 
@@ -60,12 +70,8 @@ def test_an_old_instance_goes_while_its_last_pods_terminate_held_by_its_hook_unt
     template = web["spec"]["template"]["spec"]
     template["terminationGracePeriodSeconds"] = 10
     template["containers"][0]["lifecycle"] = {"preStop": {"sleep": {"seconds": 6}}}
-    world = start_sandbox(**scenario)
-    cli = Cli(world, tmp_path)
-    before = world.group()
-    result = cli("replace", "--asg", "workers", "--ami", cli.new_image(), "--yes")
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "its hook holds it until its last pods have terminated" in result.stdout
+    world, before, output = replaced_in(start_sandbox, tmp_path, scenario)
+    assert "its hook holds it until its last pods have terminated" in output
     sent: dict[str, dict[str, datetime]] = {}
     for r in ours(world):
         if r["operation"] in ("TerminateInstanceInAutoScalingGroup", "CompleteLifecycleAction"):
@@ -378,12 +384,8 @@ def test_the_larger_rehearsal_replaces_twelve_nodes_without_violations(
     start_sandbox: Callable[..., SandboxClient], tmp_path: Path
 ) -> None:
     large = load_scenario(DEMO.parents[2] / "configs" / "rehearsal-large.yaml").model_dump(mode="json")
-    world = start_sandbox(**large)
-    cli = Cli(world, tmp_path)
-    before = world.group()
-    result = cli("replace", "--asg", "workers", "--ami", cli.new_image(), "--yes")
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "replaced 12 nodes, evicted 39 pods" in result.stdout
+    world, before, output = replaced_in(start_sandbox, tmp_path, large)
+    assert "replaced 12 nodes, evicted 39 pods" in output
     assert_converged(world, before, "2")
 
 
