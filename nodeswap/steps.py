@@ -43,7 +43,8 @@ EVICTIONS_PER_PASS = 2 * IN_FLIGHT
 # A new instance is given up on once it has gone this many times the group's measured launch-to-Ready
 # time, plus this margin, without a Ready node (well before --join-timeout for a bad image).
 STALL_FACTOR, STALL_MARGIN_SECONDS = 3.0, 30.0
-# How soon after a termination call its hook is first looked for (then twice as long each time).
+# How soon after the first termination call hooks are looked for, and again once the drain is done;
+# then twice as long each time, up to AWS_RECHECK_SECONDS.
 HOOK_FIRST_LOOK_SECONDS = 0.2
 # An instance is terminated while its node's last pods terminate only if nodeswap's hooks hold it at
 # least this much longer than their grace periods.
@@ -488,11 +489,15 @@ class Hooks:
 
     def terminated(self, instance: str, held_by: str | None = None) -> None:
         """``held_by``: the node whose last pods must be gone before the hook is completed."""
-        # Its action becomes pending a moment after the call (or after the target groups' deregistration
-        # delay): looked for soon, then less and less often.
+        if not self.leaving:  # else the group is read already, less and less often, up to every 5 s
+            self.hurry()
         self.leaving.add(instance)
         if held_by is not None:
             self.held[instance] = held_by
+
+    def hurry(self) -> None:
+        """Read the group soon, then less and less often: an action becomes pending a moment after the
+        termination call (or after the target groups' deregistration delay)."""
         self._read_at, self._delay = time.monotonic(), HOOK_FIRST_LOOK_SECONDS
 
     def leftovers(self) -> None:
@@ -556,6 +561,7 @@ class Hooks:
         """Wait until every instance this rollout terminated is past its hooks, at most --drain-timeout:
         another tool's hook that outlasts it ends at its heartbeat timeout, as reported."""
         deadline = time.monotonic() + self.run.settings.drain_timeout.total_seconds()
+        self.hurry()
         while self.leaving and time.monotonic() < deadline:
             mark = self.run.cluster.mark()
             self.poll()
@@ -582,6 +588,7 @@ def settle(run: Run, hooks: Hooks) -> None:
     workloads at strength, completing the last hooks meanwhile; past --drain-timeout, say which are not
     and finish anyway. The new nodes' marks go first: their pods are placed."""
     unmark(run)
+    hooks.hurry()  # the last hooks are all that is left to do besides waiting: no longer spaced out
     deadline = time.monotonic() + run.settings.drain_timeout.total_seconds()
     moved = frozenset(b.key for p in run.summary.moved for b in run.cluster.budgets_of(p))
     while True:
