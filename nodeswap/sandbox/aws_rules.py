@@ -60,8 +60,9 @@ from moto.autoscaling.models import (
     LifecycleHook,
 )
 from moto.core.responses import ActionResult, EmptyResult
-from moto.ec2.exceptions import InvalidLaunchTemplateVersionNotFound
-from moto.ec2.models.instances import Instance
+from moto.ec2.exceptions import InvalidInstanceIdError, InvalidLaunchTemplateVersionNotFound
+from moto.ec2.models.amis import Ami, AmiBackend
+from moto.ec2.models.instances import Instance, InstanceBackend
 from moto.ec2.models.launch_templates import LaunchTemplate, LaunchTemplateVersion
 from moto.ec2.responses.launch_templates import LaunchTemplates
 from moto.ec2.utils import parse_user_data
@@ -260,7 +261,14 @@ class AutoScalingRules:
                 f"At {now} an instance was started in response to a difference between desired and "
                 f"actual capacity, increasing the capacity from {actual} to {desired}.",
             )
-            launched = [self.launch(group, cause) for _ in range(desired - actual)]
+            # Each launch goes to the zone with the fewest instances [BALANCE], counted once here and
+            # kept as instances are added (recounting the group for each launch costs its size each time).
+            counts = self._zone_counts(group)
+            launched = []
+            for _ in range(desired - actual):
+                zone = min(group.availability_zones, key=counts.__getitem__)
+                launched.append(self.launch(group, cause, zone))
+                counts[zone] += 1
             if None in launched:
                 failures = self._failures[group.name] = self._failures.get(group.name, 0) + 1
                 retry = min(LAUNCH_RETRY_SECONDS * 2 ** (failures - 1), LAUNCH_RETRY_CAP_SECONDS)
@@ -857,6 +865,8 @@ _MOTO_CREATE_VERSION: Callable[..., LaunchTemplateVersion] = LaunchTemplate.crea
 _MOTO_CREATE_VERSION_ACTION: Callable[..., ActionResult] = LaunchTemplates.create_launch_template_version
 # The data of the SourceVersion while a CreateLaunchTemplateVersion that names one runs.
 _source_data: ContextVar[dict[str, Any] | None] = ContextVar("source_data", default=None)
+_MOTO_DESCRIBE_IMAGES = AmiBackend.describe_images
+_WILDCARDS = frozenset("*?[")  # an EC2 filter value with these is a pattern, not a plain value
 _MOTO_LAUNCH_TEMPLATE: Callable[[InstanceState], dict[str, Any] | None] = InstanceState.launch_template.fget  # type: ignore[attr-defined]
 
 
@@ -1021,6 +1031,34 @@ def _source_version(template: LaunchTemplate, source: str) -> LaunchTemplateVers
     raise InvalidLaunchTemplateVersionNotFound(version=source, template_id=template.id)
 
 
+def _describe_images(
+    self: AmiBackend,
+    ami_ids: list[str] | None = None,
+    filters: dict[str, Any] | None = None,
+    exec_users: list[str] | None = None,
+    owners: list[str] | None = None,
+) -> list[Ami]:
+    """moto's DescribeImages, with the lookup of one image by its exact id (what every new Instance
+    makes of its image) read from moto's index of images instead of matched against each of them
+    (moto keeps a thousand stock images); the same answer: the image, or none."""
+    image_id = (filters or {}).get("image-id") if len(filters or {}) == 1 else None
+    if isinstance(image_id, str) and not (ami_ids or exec_users or owners or _WILDCARDS & set(image_id)):
+        image = self.amis.get(image_id)
+        return [image] if image is not None else []
+    return _MOTO_DESCRIBE_IMAGES(self, ami_ids, filters, exec_users, owners)
+
+
+def _get_instance(self: InstanceBackend, instance_id: str) -> Instance:
+    """moto's lookup of one instance, over its reservations as they are: moto's copies every
+    reservation of the account first, for each instance launched or terminated."""
+    for reservation in self.reservations.values():
+        instances: list[Instance] = reservation.instances
+        for instance in instances:
+            if instance.id == instance_id:
+                return instance
+    raise InvalidInstanceIdError(instance_id)
+
+
 def _launch_template(self: InstanceState) -> dict[str, Any] | None:
     tracked = _rules().tracked.get(self.instance.id)
     if tracked is not None and tracked.launched_from is not None:
@@ -1123,6 +1161,8 @@ _PATCHES: dict[tuple[type, str], Any] = {
     (FakeAutoScalingGroup, "set_desired_capacity"): _group_set_desired_capacity,
     (FakeAutoScalingGroup, "replace_autoscaling_group_instances"): _replace_instances,
     (InstanceState, "launch_template"): property(_launch_template),
+    (AmiBackend, "describe_images"): _describe_images,
+    (InstanceBackend, "get_instance"): _get_instance,
     (LaunchTemplate, "create_version"): _create_launch_template_version,
     (LaunchTemplates, "create_launch_template_version"): _create_launch_template_version_action,
     (asg_responses.AutoScalingResponse, "put_lifecycle_hook"): _put_lifecycle_hook,
