@@ -59,12 +59,17 @@ from moto.autoscaling.models import (
     InstanceState,
     LifecycleHook,
 )
+from moto.core.constants import MISSING
 from moto.core.responses import ActionResult, EmptyResult
-from moto.ec2.exceptions import InvalidLaunchTemplateVersionNotFound
-from moto.ec2.models.instances import Instance
+from moto.core.serialize import AttributePicker, AttributePickerContext, XFormedAttributePicker
+from moto.core.utils import get_value
+from moto.ec2.exceptions import InvalidInstanceIdError, InvalidLaunchTemplateVersionNotFound
+from moto.ec2.models.amis import Ami, AmiBackend
+from moto.ec2.models.core import TaggedEC2Resource
+from moto.ec2.models.instances import Instance, InstanceBackend
 from moto.ec2.models.launch_templates import LaunchTemplate, LaunchTemplateVersion
 from moto.ec2.responses.launch_templates import LaunchTemplates
-from moto.ec2.utils import parse_user_data
+from moto.ec2.utils import EC2_PREFIX_TO_RESOURCE, get_prefix, parse_user_data
 from moto.elbv2 import exceptions as elbv2_exceptions
 from moto.elbv2.models import ELBv2Backend, FakeTargetGroup
 
@@ -260,7 +265,14 @@ class AutoScalingRules:
                 f"At {now} an instance was started in response to a difference between desired and "
                 f"actual capacity, increasing the capacity from {actual} to {desired}.",
             )
-            launched = [self.launch(group, cause) for _ in range(desired - actual)]
+            # Each launch goes to the zone with the fewest instances [BALANCE], counted once here and
+            # kept as instances are added (recounting the group for each launch costs its size each time).
+            counts = self._zone_counts(group)
+            launched = []
+            for _ in range(desired - actual):
+                zone = min(group.availability_zones, key=counts.__getitem__)
+                launched.append(self.launch(group, cause, zone))
+                counts[zone] += 1
             if None in launched:
                 failures = self._failures[group.name] = self._failures.get(group.name, 0) + 1
                 retry = min(LAUNCH_RETRY_SECONDS * 2 ** (failures - 1), LAUNCH_RETRY_CAP_SECONDS)
@@ -857,6 +869,9 @@ _MOTO_CREATE_VERSION: Callable[..., LaunchTemplateVersion] = LaunchTemplate.crea
 _MOTO_CREATE_VERSION_ACTION: Callable[..., ActionResult] = LaunchTemplates.create_launch_template_version
 # The data of the SourceVersion while a CreateLaunchTemplateVersion that names one runs.
 _source_data: ContextVar[dict[str, Any] | None] = ContextVar("source_data", default=None)
+_MOTO_DESCRIBE_IMAGES = AmiBackend.describe_images
+_MOTO_POSSIBLE_KEYS = XFormedAttributePicker.get_possible_keys
+_WILDCARDS = frozenset("*?[")  # an EC2 filter value with these is a pattern, not a plain value
 _MOTO_LAUNCH_TEMPLATE: Callable[[InstanceState], dict[str, Any] | None] = InstanceState.launch_template.fget  # type: ignore[attr-defined]
 
 
@@ -1021,6 +1036,85 @@ def _source_version(template: LaunchTemplate, source: str) -> LaunchTemplateVers
     raise InvalidLaunchTemplateVersionNotFound(version=source, template_id=template.id)
 
 
+def _describe_images(
+    self: AmiBackend,
+    ami_ids: list[str] | None = None,
+    filters: dict[str, Any] | None = None,
+    exec_users: list[str] | None = None,
+    owners: list[str] | None = None,
+) -> list[Ami]:
+    """moto's DescribeImages, with the lookup of one image by its exact id (what every new Instance
+    makes of its image) read from moto's index of images instead of matched against each of them
+    (moto keeps a thousand stock images); the same answer: the image, or none."""
+    image_id = (filters or {}).get("image-id") if len(filters or {}) == 1 else None
+    if isinstance(image_id, str) and not (ami_ids or exec_users or owners or _WILDCARDS & set(image_id)):
+        image = self.amis.get(image_id)
+        return [image] if image is not None else []
+    return _MOTO_DESCRIBE_IMAGES(self, ami_ids, filters, exec_users, owners)
+
+
+def _get_instance(self: InstanceBackend, instance_id: str) -> Instance:
+    """moto's lookup of one instance, over its reservations as they are: moto's copies every
+    reservation of the account first, for each instance launched or terminated."""
+    for reservation in self.reservations.values():
+        instances: list[Instance] = reservation.instances
+        for instance in instances:
+            if instance.id == instance_id:
+                return instance
+    raise InvalidInstanceIdError(instance_id)
+
+
+def _get_tags(self: TaggedEC2Resource) -> list[dict[str, str]]:
+    """An EC2 resource's tags, as moto's DescribeTags filtered on its id lists them, read from moto's
+    tags of that resource instead of matched against every tag of the account: the instances of a
+    DescribeInstances, or of a filter on their tags, each did that."""
+    resource_id = getattr(self, "id", None)
+    if not resource_id:
+        return []
+    kind = EC2_PREFIX_TO_RESOURCE.get(get_prefix(resource_id), "")
+    tags: dict[str, str] = self.ec2_backend.tags.get(resource_id, {})  # type: ignore[attr-defined]
+    return [
+        {"resource_id": resource_id, "key": key, "value": value, "resource_type": kind}
+        for key, value in tags.items()
+    ]
+
+
+def _possible_keys(self: XFormedAttributePicker, context: AttributePickerContext) -> tuple[str, ...]:
+    """The attribute names moto's response serializer tries for one member of a response, worked out
+    once per response for each kind of object, member and shape instead of for every object: its
+    alias rules read only the object's class (its name, its Meta), the member's name, the shape and
+    the shape's parent. A DescribeInstances of 300 instances asked them 40,000 times."""
+    cache: dict[tuple[Any, ...], tuple[str, ...]] = self.__dict__.setdefault("_keys", {})
+    shape = context.shape
+    key = (type(context.obj), context.key, shape, getattr(shape, "parent", None))
+    keys = cache.get(key)
+    if keys is None:
+        keys = cache[key] = tuple(_MOTO_POSSIBLE_KEYS(self, context))
+    return keys
+
+
+def _pick(self: AttributePicker, context: AttributePickerContext) -> Any:
+    """moto's value of one member of a response: the first of its possible attribute names the object
+    has, then the response's transformer for that member's path, if any. Which transformer applies is
+    worked out once per path per response, not by trying each transformer on every value."""
+    obj = context.obj
+    for possible_key in self.get_possible_keys(context):
+        value = get_value(obj, possible_key, MISSING)
+        if value is not MISSING:
+            break
+    else:
+        value = None
+    transforms: dict[str, Callable[[Any], Any] | None] = self.__dict__.setdefault("_transforms", {})
+    path = f"{context.key_path}.{context.key}"
+    if path not in transforms:
+        transforms[path] = next(
+            (transform for end, transform in self.response_transformers.items() if path.endswith(end)),
+            None,
+        )
+    transform = transforms[path]
+    return value if transform is None else transform(value)
+
+
 def _launch_template(self: InstanceState) -> dict[str, Any] | None:
     tracked = _rules().tracked.get(self.instance.id)
     if tracked is not None and tracked.launched_from is not None:
@@ -1123,6 +1217,11 @@ _PATCHES: dict[tuple[type, str], Any] = {
     (FakeAutoScalingGroup, "set_desired_capacity"): _group_set_desired_capacity,
     (FakeAutoScalingGroup, "replace_autoscaling_group_instances"): _replace_instances,
     (InstanceState, "launch_template"): property(_launch_template),
+    (AmiBackend, "describe_images"): _describe_images,
+    (TaggedEC2Resource, "get_tags"): _get_tags,
+    (XFormedAttributePicker, "get_possible_keys"): _possible_keys,
+    (AttributePicker, "__call__"): _pick,
+    (InstanceBackend, "get_instance"): _get_instance,
     (LaunchTemplate, "create_version"): _create_launch_template_version,
     (LaunchTemplates, "create_launch_template_version"): _create_launch_template_version_action,
     (asg_responses.AutoScalingResponse, "put_lifecycle_hook"): _put_lifecycle_hook,

@@ -20,7 +20,6 @@ its cache of nodes and their pods up to date change by change.
 
 from __future__ import annotations
 
-import copy
 import itertools
 import re
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from datetime import datetime, timedelta
 
 from nodeswap.sandbox.clock import Scheduler
 from nodeswap.sandbox.kube import controllers, errors, scheduling
+from nodeswap.sandbox.kube.clone import clone
 from nodeswap.sandbox.kube.controllers import NODE, key_of
 from nodeswap.sandbox.kube.disruption import judge_eviction, timestamp
 from nodeswap.sandbox.kube.observe import Observer
@@ -536,8 +536,8 @@ class Cluster:
     # ----- API operations with cluster semantics -----------------------------------------------
 
     def defaulted(self, resource: Resource, obj: Object) -> Object:
-        """Defaults and admission the API server applies on create."""
-        obj = copy.deepcopy(obj)
+        """Defaults and admission the API server applies on create, to a copy of ``obj``."""
+        obj = clone(obj)
         if resource is PODS:
             spec = obj.setdefault("spec", {})
             spec.setdefault("terminationGracePeriodSeconds", DEFAULT_GRACE_SECONDS)

@@ -285,7 +285,7 @@ def _new_pod(
             "annotations": dict(template_meta.get("annotations") or {}),
             "ownerReferences": [_owner_ref(owner)],
         },
-        "spec": clone(template.get("spec") or {}),
+        "spec": template.get("spec") or {},  # copied with the rest by defaulted() below
     }
     if name:
         pod["metadata"]["name"] = name
