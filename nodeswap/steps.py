@@ -570,10 +570,6 @@ class Hooks:
                 # node's last pod is gone.
                 wake = min(self.due(), deadline) - time.monotonic()
                 self.run.cluster.wait(mark, self.concern(), max(wake, 0.0))
-
-    def concern(self) -> Concern:
-        """What releases a held instance: a change to its node's pods."""
-        return Concern(pods_on=frozenset(self.held.values()))
         if self.leaving:
             waiting = ", ".join(sorted(self.leaving))
             owners = ", ".join(self.others) or "its hooks"
@@ -581,6 +577,10 @@ class Hooks:
                 "retire",
                 f"{waiting} still wait on {owners} (another tool's hook); each ends at its heartbeat timeout",
             )
+
+    def concern(self) -> Concern:
+        """What releases a held instance: a change to its node's pods."""
+        return Concern(pods_on=frozenset(self.held.values()))
 
 
 def settle(run: Run, hooks: Hooks) -> None:
@@ -592,8 +592,8 @@ def settle(run: Run, hooks: Hooks) -> None:
     deadline = time.monotonic() + run.settings.drain_timeout.total_seconds()
     moved = frozenset(b.key for p in run.summary.moved for b in run.cluster.budgets_of(p))
     while True:
-        hooks.poll()
         mark = run.cluster.mark()
+        hooks.poll()
         short = [b for b in run.cluster.budgets() if b.key in moved and b.current_healthy < b.expected_pods]
         if not short:
             return

@@ -403,6 +403,25 @@ def test_another_tools_termination_hook_is_left_to_its_owner(
     assert_converged(world, before, "2")
 
 
+def test_another_tools_hook_that_outlasts_the_drain_timeout_is_named_and_the_rollout_finishes(
+    start_sandbox: Callable[..., SandboxClient], tmp_path: Path
+) -> None:
+    """A hook nodeswap does not own and nobody completes holds the old instances until its heartbeat
+    timeout: nodeswap waits at most --drain-timeout for them, says which wait on what, and finishes."""
+    scenario = demo_scenario()
+    other = {"name": "log-shipper", "transition": "terminating", "heartbeat_timeout": 60}
+    scenario["groups"][0]["lifecycle_hooks"].append({**other, "default_result": "CONTINUE"})
+    world = start_sandbox(**scenario)
+    cli = Cli(world, tmp_path)
+    before = world.group()
+    result = cli("replace", "--asg", "workers", "--ami", cli.new_image(), "--yes", "--drain-timeout", "20s")
+    assert result.returncode == 0, result.stdout + result.stderr
+    old = sorted(i["InstanceId"] for i in before["Instances"])
+    waiting = f"{', '.join(old)} still wait on log-shipper (another tool's hook); each ends at its heartbeat"
+    assert waiting in result.stdout
+    assert [world.states().get(i) for i in old] == ["Terminating:Wait"] * len(old)
+
+
 def test_hooks_pending_only_after_a_deregistration_delay_are_still_completed(
     start_sandbox: Callable[..., SandboxClient], tmp_path: Path
 ) -> None:
