@@ -73,6 +73,7 @@ class Cache:
         self._owned: dict[OwnerKey, set[str]] = defaultdict(set)  # owner -> uids
         self._budgets: dict[str, Budget] = {}
         self._selecting: Selecting | None = None  # built again after a budget's selector changes
+        self._selected: dict[str, tuple[Pod, Selecting, tuple[str, ...]]] = {}  # uid -> budgets' keys
         self._log: list[Change] = []
         self._logged = 0  # the number of changes ever logged: the log holds the last len(_log)
         self._stop = threading.Event()
@@ -124,7 +125,16 @@ class Cache:
         with self._changed:
             if self._selecting is None:
                 self._selecting = Selecting(self._budgets.values())
-            return [self._budgets[key] for key in self._selecting(pod.namespace, pod.labels)]
+            # Kept while the pod's record and the budgets' selectors are the ones looked up: a drain asks
+            # for every pod of its nodes on each of hundreds of passes.
+            kept = self._selected.get(pod.uid)
+            if kept is None or kept[0] is not pod or kept[1] is not self._selecting:
+                kept = self._selected[pod.uid] = (
+                    pod,
+                    self._selecting,
+                    self._selecting(pod.namespace, pod.labels),
+                )
+            return [self._budgets[key] for key in kept[2]]
 
     def snapshot(self) -> Snapshot:
         """What the planner reads: the cached kinds, and what only the audit reads (listed once)."""
@@ -197,6 +207,7 @@ class Cache:
                 self._pods.clear()
                 self._on.clear()
                 self._owned.clear()
+                self._selected.clear()
                 for pod in records:
                     if isinstance(pod, Pod):
                         self._put_pod(pod)
@@ -237,6 +248,7 @@ class Cache:
 
     def _drop_pod(self, pod: Pod) -> None:
         del self._pods[pod.uid]
+        self._selected.pop(pod.uid, None)
         on = self._on[pod.node]
         del on[pod.uid]
         if not on:

@@ -16,7 +16,7 @@ from nodeswap.cache import Cache
 from nodeswap.kube import Kube
 from nodeswap.lease import Lock
 from nodeswap.model import Pod
-from nodeswap.plan import Settings
+from nodeswap.plan import PodDecision, Settings, decide
 from nodeswap.record import Record, RecordStore, Selection
 
 Emit = Callable[["Event"], None]
@@ -133,6 +133,7 @@ class Run:
     cluster: Cache  # what the rollout reads from the cluster, kept current
     summary: Summary
     join_seconds: float = 0.0  # how long the group's instances took from launch to a Ready node
+    _decided: dict[str, tuple[Pod, PodDecision]] = field(default_factory=dict, repr=False)
 
     @property
     def name(self) -> str:
@@ -142,6 +143,15 @@ class Run:
     def selection(self) -> Settings:
         """What to replace: the settings, with the launch-time cutoff the rollout recorded at its start."""
         return dataclasses.replace(self.settings.plan, launched_before=self.record.launched_before)
+
+    def decide(self, pod: Pod) -> PodDecision:
+        """``plan.decide`` under this run's settings, kept while the pod's record is the one decided on
+        (the cache replaces a pod's record when it changes): a drain looks at every pod of its nodes on
+        each of hundreds of passes."""
+        kept = self._decided.get(pod.uid)
+        if kept is None or kept[0] is not pod:
+            kept = self._decided[pod.uid] = (pod, decide(pod, self.settings.plan))
+        return kept[1]
 
     def say(self, phase: str, message: str, **data: Any) -> None:
         self.emit(Event(self.name, phase, message, data))

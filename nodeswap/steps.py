@@ -18,7 +18,7 @@ from nodeswap.cache import Concern, OwnerKey
 from nodeswap.errors import OperationError
 from nodeswap.kube import SCALE_DOWN_DISABLED, Eviction, EvictionResult, fenced
 from nodeswap.model import Budget, Group, Node, Pod
-from nodeswap.plan import Action, decide, outdated, waves
+from nodeswap.plan import Action, outdated, waves
 from nodeswap.run import IN_FLIGHT, Run, concurrently
 
 # Marks the nodes whose scale-down-disabled annotation nodeswap set (the value is the rollout's id), so
@@ -292,7 +292,7 @@ class Drain:
             pods = [p for i in active for p in staying[i]]
             if not pods:
                 continue
-            stuck = [d for d in (decide(p, run.settings.plan) for p in pods) if d.action is Action.BLOCK]
+            stuck = [d for d in map(run.decide, pods) if d.action is Action.BLOCK]
             if stuck:
                 raise StepFailed(
                     "pods that cannot be evicted are on nodes being drained: "
@@ -432,9 +432,7 @@ def _allows_none(budget: Budget) -> str:
 
 def keeping(run: Run, pods: list[Pod]) -> list[Pod]:
     """The pods keeping a node from being retired: all but DaemonSet, mirror and finished pods."""
-    return [
-        p for p in pods if decide(p, run.settings.plan).action is not Action.SKIP and p.phase not in _DONE
-    ]
+    return [p for p in pods if run.decide(p).action is not Action.SKIP and p.phase not in _DONE]
 
 
 def retire(run: Run, instances: list[str], hooks: Hooks, held: dict[str, str] | None = None) -> None:

@@ -88,3 +88,27 @@ def test_lists_again_when_a_cut_watch_cannot_resume(world: SandboxClient, cache:
         core.patch_node(node, {"metadata": {"labels": {"example.com/step": value}}})
     eventually(lambda: (cache.node(node) or cache.nodes()[0]).labels.get("example.com/step") == "c")
     assert [r for r in world.sandbox.report()["requests"] if r["fault"]], "no watch was refused"
+
+
+def test_a_pods_budgets_follow_its_labels_and_the_budgets_selectors(
+    world: SandboxClient, cache: Cache
+) -> None:
+    core, policy = client.CoreV1Api(world.kube()), client.PolicyV1Api(world.kube())
+    web = next(p for p in core.list_namespaced_pod("default").items if p.metadata.labels.get("app") == "web")
+    name = web.metadata.name
+
+    def budgets() -> list[str]:
+        cached = next(p for p in cache.pods_on(web.spec.node_name) if p.name == name)
+        return [b.key for b in cache.budgets_of(cached)]
+
+    assert budgets() == ["default/web"]
+    canary = {"maxUnavailable": 1, "selector": {"matchLabels": {"tier": "canary"}}}
+    policy.create_namespaced_pod_disruption_budget(
+        "default", {"metadata": {"name": "canary"}, "spec": canary}
+    )
+    core.patch_namespaced_pod(name, "default", {"metadata": {"labels": {"tier": "canary"}}})
+    eventually(lambda: sorted(budgets()) == ["default/canary", "default/web"])
+    policy.patch_namespaced_pod_disruption_budget(
+        "canary", "default", {"spec": {"selector": {"matchLabels": {"tier": "stable"}}}}
+    )
+    eventually(lambda: budgets() == ["default/web"])

@@ -18,7 +18,8 @@ from nodeswap import steps
 from nodeswap.cache import Concern
 from nodeswap.kube import Eviction, EvictionResult
 from nodeswap.model import Budget, LifecycleHook, Owner, Pod
-from nodeswap.run import RolloutSettings, Summary
+from nodeswap.plan import Action, Settings, decide
+from nodeswap.run import RolloutSettings, Run, Summary
 from nodeswap.steps import Drain, Hooks
 
 
@@ -69,6 +70,7 @@ def drain(cluster: Cluster, nodes: dict[str, str]) -> list[str]:
     terminated: list[str] = []
     run: Any = SimpleNamespace(
         settings=RolloutSettings(),
+        decide=lambda pod: decide(pod, Settings()),
         summary=Summary("workers"),
         record=SimpleNamespace(retired=()),
         lock=SimpleNamespace(check=lambda: None),
@@ -171,3 +173,13 @@ def test_an_instance_is_held_by_nodeswaps_hook_only_while_its_last_pods_terminat
     assert not ours.can_hold([], set())
     assert not hooks_of(("log-shipper", 3600)).can_hold([terminating], set())  # another tool's hook
     assert hooks_of(("nodeswap-drain", 300), grace_period=10).can_hold([slow], set())  # --grace-period 10
+
+
+def test_a_pods_decision_is_made_again_once_its_record_changes() -> None:
+    nothing: Any = None  # the decision reads the settings only
+    run = Run(nothing, nothing, RolloutSettings(), nothing, nothing, nothing, nothing, nothing, Summary("w"))
+    serving = pod("web-a", "node-a")
+    assert run.decide(serving).action is Action.EVICT
+    assert run.decide(serving) is run.decide(serving)  # kept
+    protected = dataclasses.replace(serving, annotations={"karpenter.sh/do-not-disrupt": "true"})
+    assert run.decide(protected).action is Action.BLOCK
