@@ -97,11 +97,17 @@ class Index:
         for service in snapshot.services:
             if service.selector:
                 self._services[service.namespace].append(service)
+        self._budget_cache: dict[tuple[str, frozenset[tuple[str, str]]], tuple[Budget, ...]] = {}
         self._service_cache: dict[tuple[str, frozenset[tuple[str, str]]], tuple[Service, ...]] = {}
         self._workloads: dict[str, list[Pod]] | None = None
 
     def budgets(self, pod: Pod) -> tuple[Budget, ...]:
-        return tuple(self._budgets[key] for key in self._selecting(pod.namespace, pod.labels))
+        key = (pod.namespace, frozenset(pod.labels.items()))
+        found = self._budget_cache.get(key)
+        if found is None:
+            found = tuple(self._budgets[k] for k in self._selecting(pod.namespace, pod.labels))
+            self._budget_cache[key] = found
+        return found
 
     def services(self, pod: Pod) -> tuple[Service, ...]:
         key = (pod.namespace, frozenset(pod.labels.items()))
