@@ -282,9 +282,12 @@ class Drain:
                 staying[i] = keeping(run, run.kube.pods_on(nodes[i]))
             drained = [i for i in active if not staying[i]]
             # A node whose last pods are all terminating goes now, its hook holding the instance until
-            # they are gone: Auto Scaling's seconds to start the termination pass meanwhile.
+            # they are gone: Auto Scaling's seconds to start the termination pass meanwhile. Not while
+            # nodes wait for --max-unavailable: a node counts until its pods are gone.
             held = {
-                i: nodes[i] for i in active if staying[i] and self.hooks.can_hold(staying[i], self.evicted)
+                i: nodes[i]
+                for i in active
+                if not waiting and staying[i] and self.hooks.can_hold(staying[i], self.evicted)
             }
             if drained or held:
                 retire(run, drained + list(held), self.hooks, held)

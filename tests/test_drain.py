@@ -65,8 +65,50 @@ class Cluster:
         return EvictionResult(Eviction.EVICTED)
 
 
-def drain(cluster: Cluster, nodes: dict[str, str]) -> list[str]:
-    """Drain ``nodes`` (instance -> node name); the instances terminated, in order."""
+class Lingering(Cluster):
+    """An evicted pod stays, terminating, through the next pass, and is gone by the one after."""
+
+    def __init__(self, served: list[Pod]) -> None:
+        super().__init__(served, unseen=set())
+        self.terminating: dict[str, int] = {}  # uid -> the passes it has been terminating
+
+    def mark(self) -> int:
+        for uid, passes in list(self.terminating.items()):
+            if passes >= 1:
+                del self.served[uid], self.terminating[uid]
+            else:
+                self.terminating[uid] = passes + 1
+        return super().mark()
+
+    def evict(self, evicted: Pod, _grace: int | None) -> EvictionResult:
+        self.evicted.append(evicted.name)
+        self.served[evicted.uid] = dataclasses.replace(evicted, deleting=True)
+        self.terminating[evicted.uid] = 0
+        return EvictionResult(Eviction.EVICTED)
+
+
+class Holding:
+    """Hooks that can hold any instance whose pods all terminate; records what was terminated how."""
+
+    def __init__(self) -> None:
+        self.terminations: list[tuple[str, str | None]] = []  # (instance, the node holding it)
+
+    def terminated(self, instance: str, held_by: str | None = None) -> None:
+        self.terminations.append((instance, held_by))
+
+    def can_hold(self, pods: list[Pod], evicted: set[str]) -> bool:
+        return all(p.deleting or p.uid in evicted for p in pods)
+
+    def poll(self) -> None:
+        pass
+
+    def concern(self) -> Concern:
+        return Concern()
+
+
+def drain(cluster: Cluster, nodes: dict[str, str], cap: int | None = None, hooks: Any = None) -> list[str]:
+    """Drain ``nodes`` (instance -> node name), ``cap`` at a time (all); the instances terminated, in
+    order."""
     terminated: list[str] = []
     run: Any = SimpleNamespace(
         settings=RolloutSettings(),
@@ -80,10 +122,10 @@ def drain(cluster: Cluster, nodes: dict[str, str]) -> list[str]:
         say=lambda *_args, **_data: None,
         update=lambda **_changes: None,
     )
-    hooks: Any = SimpleNamespace(
+    hooks = hooks or SimpleNamespace(
         terminated=lambda *_args: None, poll=lambda: None, can_hold=lambda *_args: False, concern=Concern
     )
-    Drain(run, hooks)(list(nodes), nodes, cap=len(nodes))
+    Drain(run, hooks)(list(nodes), nodes, cap=cap or len(nodes))
     return terminated
 
 
@@ -183,3 +225,14 @@ def test_a_pods_decision_is_made_again_once_its_record_changes() -> None:
     assert run.decide(serving) is run.decide(serving)  # kept
     protected = dataclasses.replace(serving, annotations={"karpenter.sh/do-not-disrupt": "true"})
     assert run.decide(protected).action is Action.BLOCK
+
+
+def test_a_node_is_terminated_while_its_last_pods_terminate_only_when_no_node_waits_behind_it() -> None:
+    """With --max-unavailable 1, node-a counts until its pod is gone, so node-b waits and is not
+    drained beside it; node-b, the last, goes while its pod terminates, held by the hook."""
+    cluster = Lingering([pod("web-a", "node-a"), pod("web-b", "node-b")])
+    hooks = Holding()
+
+    assert drain(cluster, {"i-a": "node-a", "i-b": "node-b"}, cap=1, hooks=hooks) == ["i-a", "i-b"]
+    assert hooks.terminations == [("i-a", None), ("i-b", "node-b")]
+    assert cluster.evicted == ["web-a", "web-b"]
