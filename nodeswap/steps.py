@@ -320,6 +320,7 @@ class Drain:
             run.cluster.wait(mark, concern, min(WAKE_SECONDS, retry_at - now, deadline - now))
         for budget in list(self.blocked_since):
             self._waited(budget)
+        self.hooks.hurry()  # the last hooks are all that is left to do besides waiting: no longer spaced out
 
     def _evict_due(self, pods: list[Pod]) -> bool:
         """Evict, all at once, each pod not yet terminating that its budgets allow, and whose last
@@ -452,7 +453,6 @@ def retire(run: Run, instances: list[str], hooks: Hooks, held: dict[str, str] | 
         run.summary.replaced.append(instance)
         holding = " (its hook holds it until its last pods have terminated)" if instance in held else ""
         run.say("retire", f"terminated {instance}{holding}", instance=instance)
-    hooks.poll()
 
 
 class Hooks:
@@ -562,7 +562,6 @@ class Hooks:
         """Wait until every instance this rollout terminated is past its hooks, at most --drain-timeout:
         another tool's hook that outlasts it ends at its heartbeat timeout, as reported."""
         deadline = time.monotonic() + self.run.settings.drain_timeout.total_seconds()
-        self.hurry()
         while self.leaving and time.monotonic() < deadline:
             mark = self.run.cluster.mark()
             self.poll()
@@ -589,7 +588,6 @@ def settle(run: Run, hooks: Hooks) -> None:
     workloads at strength, completing the last hooks meanwhile; past --drain-timeout, say which are not
     and finish anyway. The new nodes' marks go first: their pods are placed."""
     unmark(run)
-    hooks.hurry()  # the last hooks are all that is left to do besides waiting: no longer spaced out
     deadline = time.monotonic() + run.settings.drain_timeout.total_seconds()
     moved = frozenset(b.key for p in run.summary.moved for b in run.cluster.budgets_of(p))
     while True:

@@ -102,6 +102,9 @@ class Holding:
     def poll(self) -> None:
         pass
 
+    def hurry(self) -> None:
+        pass
+
     def concern(self) -> Concern:
         return Concern()
 
@@ -123,7 +126,11 @@ def drain(cluster: Cluster, nodes: dict[str, str], cap: int | None = None, hooks
         update=lambda **_changes: None,
     )
     hooks = hooks or SimpleNamespace(
-        terminated=lambda *_args: None, poll=lambda: None, can_hold=lambda *_args: False, concern=Concern
+        terminated=lambda *_args: None,
+        poll=lambda: None,
+        hurry=lambda: None,
+        can_hold=lambda *_args: False,
+        concern=Concern,
     )
     Drain(run, hooks)(list(nodes), nodes, cap=cap or len(nodes))
     return terminated
