@@ -35,7 +35,10 @@ FIGHTING_PROCESSES = ("AZRebalance", "AlarmNotification", "ScheduledActions")
 AWS_RECHECK_SECONDS, EARLY_RECHECK_SECONDS = 5.0, 1.0
 # A watch can die silently (a half-open connection): waits wake at least this often to look again.
 WAKE_SECONDS = 5.0
-# A refused eviction is tried again after a change in the cluster, but not more often than this.
+# An eviction refused for another cause than a budget (the API server shedding load) is tried again
+# after a change in the cluster, but not more often than this. A budget's cached record that does not
+# show this drain's last evictions yet (see Drain) is trusted again after as long, should no newer
+# record come.
 RETRY_SECONDS = 1.0
 # A drain pass evicts at most this many pods, the most pressing first, then looks again: a budget that
 # allows another eviction meanwhile is not kept waiting behind hundreds of evictions no budget paces.
@@ -245,20 +248,35 @@ def fence(run: Run, nodes: list[str]) -> None:
     run.say("fence", f"tainted and cordoned {len(nodes)} nodes", nodes=nodes)
 
 
+@dataclass(frozen=True)
+class Spent:
+    """Evictions a budget's cached record does not show: those made against it, or all it allows once
+    the API server refused one (the record is behind)."""
+
+    record: Budget
+    evictions: int
+    at: float  # when the last of them was made (monotonic seconds)
+
+
 @dataclass
 class Drain:
     """Evict the pods of fenced nodes, ``cap`` nodes at a time, and retire each node (terminate its
     instance, complete nodeswap's hook) once nothing but DaemonSet, mirror and finished pods is left.
 
     A Ready pod whose budget allows no disruption now (as the cache has it) is not asked about, since the
-    API server would refuse it: the budget's next change wakes the drain. An eviction refused all the
-    same (the cache a moment behind, the API server shedding load) is asked again after RETRY_SECONDS."""
+    API server would refuse it: the budget's next change wakes the drain. The API server counts an
+    eviction against its budget at once, but the budget's record shows it only a moment later: until a
+    newer record comes, the drain counts its own evictions against the cached one, and a refusal by the
+    budget marks that record as behind (its pods are asked again once a newer one comes, not on a
+    timer). An eviction refused by a loaded API server is asked again after RETRY_SECONDS."""
 
     run: Run
     hooks: Hooks
     blocked_since: dict[str, float] = field(default_factory=dict)  # budget -> waited on since
     waiting_on: dict[str, str] = field(default_factory=dict)  # pod uid -> the budget it waits on
     refused: dict[str, float] = field(default_factory=dict)  # pod uid -> when its eviction was refused
+    spent: dict[str, Spent] = field(default_factory=dict)  # budget -> evictions its record does not show
+    at_once: dict[str, int] = field(default_factory=dict)  # budget -> the fewest pods it let go at once
     evicted: set[str] = field(default_factory=set)  # pod uids: terminating, shown in the cache or not
     evicted_from: set[str] = field(default_factory=set)  # nodes this drain evicted a pod from
 
@@ -309,10 +327,11 @@ class Drain:
             if pressing:
                 continue  # the rest of what was due, after a fresh look
             now = time.monotonic()
-            retry_at = min(
-                (self.refused[p.uid] + RETRY_SECONDS for p in pods if p.uid in self.refused),
-                default=now + WAKE_SECONDS,
-            )
+            # A budget that its uncounted evictions leave at nothing is looked at again once the count
+            # lapses, should no newer record come.
+            held_back = [s.at for s in self.spent.values() if s.evictions >= s.record.disruptions_allowed]
+            refused = [self.refused[p.uid] for p in pods if p.uid in self.refused]
+            retry_at = min((at + RETRY_SECONDS for at in refused + held_back), default=now + WAKE_SECONDS)
             concern = Concern(
                 pods_on=frozenset(nodes[i] for i in active) | self.hooks.concern().pods_on,
                 budgets=frozenset(self.blocked_since),
@@ -327,8 +346,8 @@ class Drain:
         refusal is older than RETRY_SECONDS: at most EVICTIONS_PER_PASS, the most pressing first.
         Whether more were due."""
         run = self.run
-        allows: dict[str, int] = {}  # budget -> disruptions it allows still, as cached, in this pass
-        due: list[tuple[Pod, int]] = []  # with the rounds still ahead of its slowest budget
+        allows: dict[str, int] = {}  # budget -> disruptions it allows still, in this pass
+        due: list[tuple[Pod, list[Budget], int]] = []  # with the rounds still ahead of its slowest budget
         here = {p.uid for p in pods}  # a pod gone meanwhile (deleted by another hand) waits no more
         self.waiting_on = {uid: budget for uid, budget in self.waiting_on.items() if uid in here}
         moving = []
@@ -337,7 +356,9 @@ class Drain:
                 self.refused.pop(pod.uid, None)
             else:
                 moving.append((pod, run.cluster.budgets_of(pod)))
-        rounds = _rounds_left(moving)
+        rounds = self._rounds_left(moving)
+        now = time.monotonic()
+        self.spent = {key: s for key, s in self.spent.items() if now - s.at < RETRY_SECONDS}
         for pod, budgets in moving:
             refused = self.refused.get(pod.uid)
             if refused and time.monotonic() - refused < RETRY_SECONDS:
@@ -345,7 +366,7 @@ class Drain:
             # A pod that is not Ready may be evicted whatever the budget allows (its unhealthy pod
             # eviction policy): the API server decides.
             short = (
-                next((b for b in budgets if allows.setdefault(b.key, b.disruptions_allowed) <= 0), None)
+                next((b for b in budgets if allows.setdefault(b.key, self._allowed(b)) <= 0), None)
                 if pod.ready
                 else None
             )
@@ -354,14 +375,15 @@ class Drain:
                 self.refused.pop(pod.uid, None)  # asked again when the budget changes, not on a timer
                 continue
             for budget in budgets:
-                allows[budget.key] = allows.get(budget.key, budget.disruptions_allowed) - 1
-            due.append((pod, max((rounds[b.key] for b in budgets), default=0)))
+                allows[budget.key] = allows.get(budget.key, self._allowed(budget)) - 1
+            due.append((pod, budgets, max((rounds[b.key] for b in budgets), default=0)))
         # A pass's evictions take a while at hundreds of nodes: the pods of the budgets with the most
         # rounds still ahead go first, since the slowest budget's rounds set the drain's length.
-        ordered = [pod for pod, _ in sorted(due, key=lambda item: -item[1])][:EVICTIONS_PER_PASS]
-        results = concurrently(functools.partial(_evict, run), ordered)
-        for pod, result in zip(ordered, results, strict=True):
+        ordered = sorted(due, key=lambda item: -item[2])[:EVICTIONS_PER_PASS]
+        results = concurrently(functools.partial(_evict, run), [pod for pod, _, _ in ordered])
+        for (pod, budgets, _), result in zip(ordered, results, strict=True):
             if result.outcome is Eviction.EVICTED:
+                self._spend(budgets, 1)
                 self.evicted.add(pod.uid)
                 if pod.node:
                     self.evicted_from.add(pod.node)
@@ -374,7 +396,10 @@ class Drain:
                 self.refused.pop(pod.uid, None)
             elif result.outcome is Eviction.BLOCKED:
                 self._wait_on(result.budget or "a PodDisruptionBudget", pod, result.message)
-                self.refused[pod.uid] = time.monotonic()
+                if budgets:
+                    self._spend(budgets, None)
+                else:  # a budget the cache has not seen yet
+                    self.refused[pod.uid] = time.monotonic()
             elif result.outcome is Eviction.THROTTLED:
                 self.refused[pod.uid] = time.monotonic()
             elif result.outcome is Eviction.MISCONFIGURED:
@@ -383,6 +408,32 @@ class Drain:
                     "make the PodDisruptionBudgets' selectors disjoint",
                 )
         return len(due) > len(ordered)
+
+    def _rounds_left(self, moving: list[tuple[Pod, list[Budget]]]) -> dict[str, int]:
+        """Budget -> the rounds its pods still to move take, as many at a time as it let go at the
+        fewest during this drain: a minAvailable budget counts an evicted pod's replacement beside it
+        while it terminates, and would look faster than it is."""
+        pods: dict[str, int] = defaultdict(int)
+        for _, budgets in moving:
+            for budget in budgets:
+                pods[budget.key] += 1
+                self.at_once[budget.key] = min(self.at_once.get(budget.key, spare(budget)), spare(budget))
+        return {key: math.ceil(n / max(self.at_once[key], 1)) for key, n in pods.items()}
+
+    def _allowed(self, budget: Budget) -> int:
+        """The disruptions the budget allows, as cached, less this drain's evictions its record does not
+        show yet."""
+        spent = self.spent.get(budget.key)
+        return budget.disruptions_allowed - (spent.evictions if spent and spent.record is budget else 0)
+
+    def _spend(self, budgets: list[Budget], evictions: int | None) -> None:
+        """Count evictions against the budgets' cached records (None: all they allow)."""
+        now = time.monotonic()
+        for budget in budgets:
+            spent = self.spent.get(budget.key)
+            before = spent.evictions if spent and spent.record is budget else 0
+            counted = budget.disruptions_allowed if evictions is None else before + evictions
+            self.spent[budget.key] = Spent(budget, counted, now)
 
     def _wait_on(self, budget: str, pod: Pod, why: str) -> None:
         if budget not in self.blocked_since:
@@ -405,17 +456,6 @@ class Drain:
             f"the drain did not finish within {self.run.settings.drain_timeout}; pods still on the nodes:\n"
             + "\n".join(lines)
         )
-
-
-def _rounds_left(moving: list[tuple[Pod, list[Budget]]]) -> dict[str, int]:
-    """Budget -> the rounds its pods still to move take, ``spare`` of them at a time."""
-    pods: dict[str, int] = defaultdict(int)
-    budgets: dict[str, Budget] = {}
-    for _, of in moving:
-        for budget in of:
-            pods[budget.key] += 1
-            budgets[budget.key] = budget
-    return {key: math.ceil(n / max(spare(budgets[key]), 1)) for key, n in pods.items()}
 
 
 def _evict(run: Run, pod: Pod) -> EvictionResult:

@@ -162,17 +162,6 @@ def test_a_pass_evicts_first_the_pods_of_the_budgets_with_the_most_rounds_ahead(
 
     monkeypatch.setattr(steps, "concurrently", in_order)
 
-    def budget(app: str, expected: int, allowed: int) -> Budget:
-        return Budget(
-            "default",
-            app,
-            None,
-            expected_pods=expected,
-            current_healthy=expected,
-            desired_healthy=expected - allowed,
-            disruptions_allowed=allowed,
-        )
-
     # web: 6 pods to move 2 at a time (3 rounds); api: 2 pods, 2 at a time (1 round); loose: no budget.
     # The node listed first holds the pods of the shortest queues.
     pods = [pod(f"loose-{i}", "node-a", "loose") for i in range(3)]
@@ -192,6 +181,105 @@ def test_a_pass_evicts_at_most_its_share_then_looks_again_at_once() -> None:
     assert drain(cluster, {"i-a": "node-a"}) == ["i-a"]
     assert cluster.passes[:3] == [0, steps.EVICTIONS_PER_PASS, many]
     assert steps.EVICTIONS_PER_PASS not in cluster.waits  # the second pass came without a wait
+
+
+def budget(app: str, expected: int, allowed: int, desired: int | None = None) -> Budget:
+    """A budget of ``expected`` healthy pods; ``desired`` of them needed (all but ``allowed``)."""
+    return Budget(
+        "default",
+        app,
+        None,
+        expected_pods=expected,
+        current_healthy=expected,
+        desired_healthy=expected - allowed if desired is None else desired,
+        disruptions_allowed=allowed,
+    )
+
+
+class Replacing(Cluster):
+    """Each eviction shows at once in its budget's record as the disruption controller counts a
+    minAvailable budget's pods: the evicted pod's replacement beside it while it terminates (and,
+    here, Ready at once: the budget allows as much as before)."""
+
+    def evict(self, evicted: Pod, grace: int | None) -> EvictionResult:
+        app = evicted.labels["app"]
+        if app in self.budgets:
+            was = self.budgets[app]
+            self.budgets[app] = dataclasses.replace(was, expected_pods=was.expected_pods + 1)
+        return super().evict(evicted, grace)
+
+
+def test_a_budget_counting_an_evicted_pods_replacement_keeps_its_place_in_the_order(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(steps, "EVICTIONS_PER_PASS", 1)
+    # web: 7 pods, 2 at a time (4 rounds); api: 4 pods, 2 at a time (2 rounds), on the node listed first.
+    # Once a web pod is evicted, its budget counts 8 pods for a moment (3 at a time, so 2 rounds for the
+    # 6 left, as many as api's): it is still 3 rounds.
+    pods = [pod(f"api-{i}", "node-a", "api") for i in range(4)]
+    pods += [pod(f"web-{i}", "node-b") for i in range(7)]
+    budgets = {"web": budget("web", 7, 2, desired=5), "api": budget("api", 4, 2)}
+    cluster = Replacing(pods, unseen=set(), budgets=budgets)
+
+    drain(cluster, {"i-a": "node-a", "i-b": "node-b"})
+
+    assert cluster.evicted[:2] == ["web-0", "web-1"]
+
+
+class Behind(Cluster):
+    """One budget, "web", whose record the cache shows a pass after the API server wrote it (at each
+    eviction, and when an evicted pod's replacement is Ready, two passes after the eviction); the API
+    server refuses an eviction its budget does not allow."""
+
+    def __init__(self, served: list[Pod], cached: Budget, allowed: int) -> None:
+        super().__init__(served, unseen=set(), budgets={"web": cached})
+        self.allowed = allowed  # as the API server counts it
+        self.written: list[tuple[int, Budget]] = []  # (the pass the cache shows it at, the record)
+        self.ready_at: list[int] = []  # the passes at which replacements are Ready
+        self.refused: list[tuple[str, int]] = []  # (pod, pass)
+
+    def _write(self, allowed: int) -> None:
+        self.allowed = allowed
+        record = dataclasses.replace(self.budgets["web"], disruptions_allowed=allowed)
+        self.written.append((len(self.passes) + 1, record))
+
+    def mark(self) -> int:
+        now = len(self.passes)
+        for _ in [at for at in self.ready_at if at == now]:
+            self._write(self.allowed + 1)
+        shown = [record for at, record in self.written if at <= now]
+        if shown:
+            self.budgets["web"] = shown[-1]
+            self.written = [(at, record) for at, record in self.written if at > now]
+        return super().mark()
+
+    def evict(self, evicted: Pod, grace: int | None) -> EvictionResult:
+        if self.allowed <= 0:
+            self.refused.append((evicted.name, len(self.passes)))
+            return EvictionResult(Eviction.BLOCKED, "needs 1 healthy pod", "default/web")
+        self._write(self.allowed - 1)
+        self.ready_at.append(len(self.passes) + 2)
+        return super().evict(evicted, grace)
+
+
+def test_a_budget_is_not_asked_for_another_eviction_before_its_record_shows_the_last() -> None:
+    cluster = Behind([pod("web-0", "node-a"), pod("web-1", "node-a")], budget("web", 2, 1), allowed=1)
+
+    assert drain(cluster, {"i-a": "node-a"}) == ["i-a"]
+    assert cluster.evicted == ["web-0", "web-1"]
+    assert cluster.refused == []
+
+
+def test_a_pod_its_budget_refused_is_asked_again_once_the_budgets_record_changes_not_on_a_timer() -> None:
+    # The cache shows the budget allowing one, but another hand's eviction took it a moment ago: the
+    # API server allows none until that pod's replacement is Ready (the cache shows it two passes on).
+    cluster = Behind([pod("web-0", "node-a")], budget("web", 2, 1), allowed=0)
+    cluster.ready_at.append(1)
+
+    assert drain(cluster, {"i-a": "node-a"}) == ["i-a"]
+    assert cluster.refused == [("web-0", 1)]
+    assert cluster.evicted == ["web-0"]
+    assert len(cluster.passes) <= 4  # not after RETRY_SECONDS of passes
 
 
 def hooks_of(*hooks: tuple[str, int], grace_period: int | None = None) -> Hooks:
