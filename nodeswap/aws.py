@@ -326,7 +326,8 @@ class Aws:
 
     def _group(self, raw: dict[str, Any], full: bool) -> Group:
         name = raw["AutoScalingGroupName"]
-        hooks, activities = [], []
+        hooks: tuple[LifecycleHook, ...] = ()
+        activities = []
         if full:
             recent = {"AutoScalingGroupName": name, "MaxRecords": 10}
             described = _call(
@@ -334,12 +335,7 @@ class Aws:
                 lambda: self.autoscaling.describe_scaling_activities(**recent),
             )
             activities = described["Activities"]
-            hooks = _call(
-                f"describe the lifecycle hooks of {name}",
-                lambda: self.autoscaling.describe_lifecycle_hooks(AutoScalingGroupName=name)[
-                    "LifecycleHooks"
-                ],
-            )
+            hooks = self.hooks(name)
         if "MixedInstancesPolicy" in raw:
             overrides = raw["MixedInstancesPolicy"]["LaunchTemplate"].get("Overrides") or []
             self._mixed_types[name] = tuple(o["InstanceType"] for o in overrides if "InstanceType" in o)
@@ -353,20 +349,28 @@ class Aws:
             launch_asked=(template.get("Version") or "$Default") if (template := _template_of(raw)) else None,
             instances=tuple(self._instance(i) for i in raw.get("Instances", [])),
             suspended=frozenset(p["ProcessName"] for p in raw.get("SuspendedProcesses", [])),
-            hooks=tuple(
-                LifecycleHook(
-                    h["LifecycleHookName"],
-                    h["LifecycleTransition"],
-                    h.get("HeartbeatTimeout", 3600),
-                    h.get("DefaultResult", "ABANDON"),
-                )
-                for h in hooks
-            ),
+            hooks=hooks,
             tags={t["Key"]: t["Value"] for t in raw.get("Tags", [])},
             busy=full and _busy(raw, activities),
             reaction_seconds=_median_reaction(activities),
             mixed="MixedInstancesPolicy" in raw,
             zones=tuple(raw.get("AvailabilityZones", [])),
+        )
+
+    def hooks(self, group: str) -> tuple[LifecycleHook, ...]:
+        """The group's lifecycle hooks (one call)."""
+        described = _call(
+            f"describe the lifecycle hooks of {group}",
+            lambda: self.autoscaling.describe_lifecycle_hooks(AutoScalingGroupName=group)["LifecycleHooks"],
+        )
+        return tuple(
+            LifecycleHook(
+                h["LifecycleHookName"],
+                h["LifecycleTransition"],
+                h.get("HeartbeatTimeout", 3600),
+                h.get("DefaultResult", "ABANDON"),
+            )
+            for h in described
         )
 
     def _notice_versions(self, instances: list[dict[str, Any]]) -> None:

@@ -53,6 +53,7 @@ from nodeswap.steps import (
     StepFailed,
     check_canary,
     fence,
+    group_of,
     join,
     next_wave,
     restore,
@@ -231,11 +232,11 @@ class GroupRollout:
         name = plan.group.name
         group = self.aws.groups([name])[0]
         try:
-            record = self.store.load(group) or self._new_record(group, plan)
-            run = self._run(record, lock, cluster, summary)
+            recorded = self.store.load(group)
+            run = self._run(recorded or self._new_record(group, plan), lock, cluster, summary)
             run.join_seconds = plan.estimate.join_seconds if plan.estimate else 0.0
             try:
-                self._replace(run)
+                self._replace(run, group, resumed=recorded is not None)
             except StepFailed as failure:
                 self._failed(run, failure)
         except AccessDenied as denied:
@@ -280,19 +281,22 @@ class GroupRollout:
         self.store.save(record)
         return record
 
-    def _replace(self, run: Run) -> None:
+    def _replace(self, run: Run, group: Group, *, resumed: bool) -> None:
+        """``group`` as read as the run started; ``resumed``: the rollout was recorded before it."""
         hooks = Hooks(run)
-        hooks.leftovers()  # a killed run may have left hooks waiting
+        if resumed:
+            hooks.leftovers()  # a killed run may have left hooks waiting
         if self.settings.ami:
-            self._bake(run)
+            self._bake(run, group)
         cap = self.settings.max_unavailable
         # Waves of --surge instances (default: all at once); an interrupted wave is finished first.
         while True:
-            wave, canary = next_wave(run)
+            group = group_of(run)
+            wave, canary = next_wave(run, group)
             if not wave:
                 break
             with self._phase(run, "surge"):
-                surge(run, len(wave))
+                surge(run, group, len(wave))
             with self._phase(run, "join"):
                 ready = join(run)
                 if canary:
@@ -322,10 +326,10 @@ class GroupRollout:
         finally:
             run.summary.phases[phase] = run.summary.phases.get(phase, 0.0) + time.monotonic() - started
 
-    def _bake(self, run: Run) -> None:
-        """Point the group at a launch template version with the new AMI, unless it already is. The
-        version is recorded before the group points at it, so an undo can always point it back."""
-        group = self.aws.groups([run.name])[0]
+    def _bake(self, run: Run, group: Group) -> None:
+        """Point the group at a launch template version with the new AMI, unless it already is (``group``
+        as read a moment before). The version is recorded before the group points at it, so an undo can
+        always point it back."""
         ami = self.settings.ami or ""
         if self.aws.image_of(group.launch) == ami:
             return

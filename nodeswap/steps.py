@@ -64,8 +64,8 @@ class StepFailed(OperationError):
     healthy); the cluster is safe and the wave can be rolled back."""
 
 
-def group_of(run: Run, *, full: bool = False) -> Group:
-    return run.aws.groups([run.name], full=full)[0]
+def group_of(run: Run) -> Group:
+    return run.aws.groups([run.name])[0]
 
 
 def outdated_now(run: Run, group: Group | None = None, *, leaving: bool = False) -> dict[str, str]:
@@ -77,19 +77,19 @@ def outdated_now(run: Run, group: Group | None = None, *, leaving: bool = False)
     return outdated(group, selection, datetime.now(UTC), leaving=leaving)
 
 
-def next_wave(run: Run) -> tuple[list[str], bool]:
+def next_wave(run: Run, group: Group) -> tuple[list[str], bool]:
     """The next wave, and whether it is the canary: an interrupted wave (its nodes fenced) first; the
-    canary (--canary) before any instance is retired."""
-    left = outdated_now(run)
+    canary (--canary) before any instance is retired. ``group`` as read just before."""
+    left = outdated_now(run, group)
     first = {n.instance_id or "" for n in run.cluster.nodes() if fenced(n)}
     canary = run.settings.canary if not run.record.retired and not first & set(left) else None
     found = waves(left, first, run.settings.surge, run.record.capacity.desired, canary)
     return (found[0], canary is not None) if found else ([], False)
 
 
-def surge(run: Run, size: int) -> None:
-    """Suspend the processes that would fight the rollout, then raise desired by the wave's size."""
-    group = group_of(run)
+def surge(run: Run, group: Group, size: int) -> None:
+    """Suspend the processes that would fight the rollout, then raise desired by the wave's size.
+    ``group`` as read just before."""
     missing = [p for p in run.record.suspended if p not in group.suspended]  # a re-run's or a wave's
     if missing:
         run.aws.suspend(run.name, missing)
@@ -502,7 +502,7 @@ class Hooks:
 
     def __init__(self, run: Run) -> None:
         self.run = run
-        hooks = [h for h in group_of(run, full=True).hooks if h.terminating]
+        hooks = [h for h in run.aws.hooks(run.name) if h.terminating]
         named = run.settings.lifecycle_hook
         self.own = [
             h.name for h in hooks if h.name == named or (not named and h.name.startswith(OWN_HOOK_PREFIX))

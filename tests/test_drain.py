@@ -284,13 +284,12 @@ def test_a_pod_its_budget_refused_is_asked_again_once_the_budgets_record_changes
 
 def hooks_of(*hooks: tuple[str, int], grace_period: int | None = None) -> Hooks:
     """Hooks over a group with termination hooks (name, heartbeat timeout)."""
-    group = SimpleNamespace(
-        hooks=[LifecycleHook(n, "autoscaling:EC2_INSTANCE_TERMINATING", t, "CONTINUE") for n, t in hooks]
-    )
+    terminating = "autoscaling:EC2_INSTANCE_TERMINATING"
+    described = tuple(LifecycleHook(name, terminating, timeout, "CONTINUE") for name, timeout in hooks)
     run: Any = SimpleNamespace(
         name="workers",
         settings=RolloutSettings(grace_period=grace_period),
-        aws=SimpleNamespace(groups=lambda _names, full=False: [group]),
+        aws=SimpleNamespace(hooks=lambda _group: described),
     )
     return Hooks(run)
 
