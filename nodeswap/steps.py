@@ -371,7 +371,8 @@ class Drain:
                 else None
             )
             if short is not None:
-                self._wait_on(short.key, pod, _allows_none(short))
+                evicting = short.disruptions_allowed - allows[short.key]
+                self._wait_on(short.key, pod, _allows_none(short, evicting))
                 self.refused.pop(pod.uid, None)  # asked again when the budget changes, not on a timer
                 continue
             for budget in budgets:
@@ -466,12 +467,14 @@ def _annotate(run: Run, annotations: dict[str, str | None], node: str) -> None:
     run.kube.annotate(node, annotations)
 
 
-def _allows_none(budget: Budget) -> str:
-    """Why a budget allows no disruption, as the eviction API's refusal says it."""
-    return (
+def _allows_none(budget: Budget, evicting: int) -> str:
+    """Why a budget allows no disruption, as the eviction API's refusal says it; ``evicting``: the
+    drain's evictions its record does not show yet, counted among its healthy pods."""
+    said = (
         f"The disruption budget {budget.name} needs {budget.desired_healthy} healthy pods and has "
         f"{budget.current_healthy} currently"
     )
+    return f"{said}, {evicting} of them being evicted" if evicting > 0 else said
 
 
 def keeping(run: Run, pods: list[Pod]) -> list[Pod]:

@@ -109,10 +109,17 @@ class Holding:
         return Concern()
 
 
-def drain(cluster: Cluster, nodes: dict[str, str], cap: int | None = None, hooks: Any = None) -> list[str]:
+def drain(
+    cluster: Cluster,
+    nodes: dict[str, str],
+    cap: int | None = None,
+    hooks: Any = None,
+    said: list[str] | None = None,
+) -> list[str]:
     """Drain ``nodes`` (instance -> node name), ``cap`` at a time (all); the instances terminated, in
-    order."""
+    order. ``said``: where the drain's messages go."""
     terminated: list[str] = []
+    said = [] if said is None else said
     run: Any = SimpleNamespace(
         settings=RolloutSettings(),
         decide=lambda pod: decide(pod, Settings()),
@@ -122,7 +129,7 @@ def drain(cluster: Cluster, nodes: dict[str, str], cap: int | None = None, hooks
         cluster=cluster,
         kube=SimpleNamespace(pods_on=cluster.list_pods_on, evict=cluster.evict),
         aws=SimpleNamespace(terminate=terminated.append),
-        say=lambda *_args, **_data: None,
+        say=lambda _phase, message, **_data: said.append(message),
         update=lambda **_changes: None,
     )
     hooks = hooks or SimpleNamespace(
@@ -264,10 +271,16 @@ class Behind(Cluster):
 
 def test_a_budget_is_not_asked_for_another_eviction_before_its_record_shows_the_last() -> None:
     cluster = Behind([pod("web-0", "node-a"), pod("web-1", "node-a")], budget("web", 2, 1), allowed=1)
+    said: list[str] = []
 
-    assert drain(cluster, {"i-a": "node-a"}) == ["i-a"]
+    assert drain(cluster, {"i-a": "node-a"}, said=said) == ["i-a"]
     assert cluster.evicted == ["web-0", "web-1"]
     assert cluster.refused == []
+    waits = [message for message in said if message.startswith("waiting on PDB")]
+    assert waits == [
+        "waiting on PDB default/web: The disruption budget web needs 1 healthy pods and has 2 currently, "
+        "1 of them being evicted"
+    ]
 
 
 def test_a_pod_its_budget_refused_is_asked_again_once_the_budgets_record_changes_not_on_a_timer() -> None:
