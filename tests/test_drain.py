@@ -2,8 +2,10 @@
 boundary: a node the cache shows empty only because it has not seen a pod bound there yet is listed
 afresh before its instance goes; a node emptied by the drain's own evictions is not, since pod events
 arrive in order and the cache has then seen every pod bound there before the fence. A pass evicts the
-pods of the budgets with the most rounds ahead first, and at most EVICTIONS_PER_PASS before it looks
-again."""
+pods of the budgets with the most rounds ahead first (a budget's rounds counted at the fewest pods it
+let go at once), and at most EVICTIONS_PER_PASS before it looks again. A budget is not asked for a
+disruption while its record does not show the drain's last eviction yet, and a pod it refused is asked
+again once its record changes."""
 
 from __future__ import annotations
 
