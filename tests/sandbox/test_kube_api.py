@@ -83,9 +83,18 @@ def test_eviction_is_allowed_while_the_budget_allows_it(
     assert status.disruptions_allowed == 0
 
 
-def test_eviction_refused_by_the_budget_is_a_429_naming_it(core: client.CoreV1Api) -> None:
+def test_eviction_refused_by_the_budget_is_a_429_naming_it(
+    cluster: SandboxClient, core: client.CoreV1Api, policy: client.PolicyV1Api
+) -> None:
     first, second = (p.metadata.name for p in web_pods(core)[:2])
     evict(core, first)
+
+    # The cause quotes the budget's status: once the disruption controller counts the evicted pod out.
+    def counted_out() -> bool:
+        status = policy.read_namespaced_pod_disruption_budget("web", "default").status
+        return bool(status.current_healthy == 2)
+
+    wait_for(counted_out, cluster, "the budget to count the evicted pod out")
     with pytest.raises(ApiException) as refused:
         evict(core, second)
     assert refused.value.status == 429
