@@ -399,7 +399,9 @@ class Drain:
                 self._wait_on(result.budget or "a PodDisruptionBudget", pod, result.message)
                 if budgets:
                     self._spend(budgets, None)
-                else:  # a budget the cache has not seen yet
+                # A budget the cache has not seen yet, or a pod that is not Ready (asked about whatever
+                # its budget allows): asked again after RETRY_SECONDS.
+                if not budgets or not pod.ready:
                     self.refused[pod.uid] = time.monotonic()
             elif result.outcome is Eviction.THROTTLED:
                 self.refused[pod.uid] = time.monotonic()

@@ -297,6 +297,21 @@ def test_a_pod_its_budget_refused_is_asked_again_once_the_budgets_record_changes
     assert len(cluster.passes) <= 4  # not after RETRY_SECONDS of passes
 
 
+def test_a_pod_that_is_not_ready_refused_by_its_budget_is_asked_again_after_a_pause_not_at_every_pass(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A pod that is not Ready is asked about whatever its budget allows (the API server decides): a
+    # refusal holds it RETRY_SECONDS, however fast the passes come.
+    monkeypatch.setattr(steps, "RETRY_SECONDS", 0.2)
+    failing = dataclasses.replace(pod("web-0", "node-a"), ready=False)
+    cluster = Behind([failing], budget("web", 2, 0), allowed=0)
+    cluster.ready_at.append(3)
+
+    assert drain(cluster, {"i-a": "node-a"}) == ["i-a"]
+    assert cluster.refused == [("web-0", 1)]
+    assert cluster.evicted == ["web-0"]
+
+
 def hooks_of(*hooks: tuple[str, int], grace_period: int | None = None) -> Hooks:
     """Hooks over a group with termination hooks (name, heartbeat timeout)."""
     terminating = "autoscaling:EC2_INSTANCE_TERMINATING"
