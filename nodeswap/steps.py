@@ -417,10 +417,13 @@ class Drain:
         fewest during this drain: a minAvailable budget counts an evicted pod's replacement beside it
         while it terminates, and would look faster than it is."""
         pods: dict[str, int] = defaultdict(int)
-        for _, budgets in moving:
-            for budget in budgets:
+        budgets: dict[str, Budget] = {}
+        for _, of in moving:
+            for budget in of:
                 pods[budget.key] += 1
-                self.at_once[budget.key] = min(self.at_once.get(budget.key, spare(budget)), spare(budget))
+                budgets[budget.key] = budget
+        for key, budget in budgets.items():  # once per budget: a pass looks at thousands of pods
+            self.at_once[key] = min(self.at_once.get(key, spare(budget)), spare(budget))
         return {key: math.ceil(n / max(self.at_once[key], 1)) for key, n in pods.items()}
 
     def _allowed(self, budget: Budget) -> int:
